@@ -1,0 +1,110 @@
+"""The one small engine interface every backend implements.
+
+An engine turns a :class:`GenerationRequest` into an async stream of :class:`Delta` objects.
+It declares what it can do as plain attributes and offers ``abort``, ``health`` and ``close``.
+Backends live in their own modules and import their heavy libraries lazily.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["system", "developer", "user", "assistant"]
+FinishReason = Literal["stop", "length", "abort", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """What to generate. Exactly one of ``messages`` (chat) and ``prompt`` (raw text) is set."""
+
+    request_id: str
+    messages: list[ChatMessage] | None = None
+    prompt: str | None = None
+    max_tokens: int | None = None  # None: up to the context window
+    # False when max_tokens is a model default rather than the client's: then a long prompt
+    # shortens the answer instead of failing with ContextLengthExceeded.
+    max_tokens_explicit: bool = True
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One step of a stream: new text plus exact running token counts.
+
+    The final delta of a stream carries ``finish_reason`` (its text may be empty).
+    """
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason | None = None
+
+
+class EngineError(Exception):
+    """An engine failed while generating. The message is safe to show to a client."""
+
+
+class ContextLengthExceeded(EngineError):
+    def __init__(self, max_context: int, prompt_tokens: int, max_tokens: int | None) -> None:
+        self.max_context = max_context
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        requested = prompt_tokens + (max_tokens or 0)
+        detail = f"{prompt_tokens} in the messages" + (
+            f", {max_tokens} in the completion" if max_tokens else ""
+        )
+        super().__init__(
+            f"This model's maximum context length is {max_context} tokens. However, you "
+            f"requested {requested} tokens ({detail}). Please reduce the length of the "
+            "messages or completion."
+        )
+
+
+class EngineOverloaded(EngineError):
+    """The engine's queue is full; the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        self.retry_after = retry_after
+        super().__init__("The model is overloaded with requests. Please retry shortly.")
+
+
+class Engine(abc.ABC):
+    """Base class for engines. Capabilities are plain class or instance attributes."""
+
+    kind: str = "base"
+    streams: bool = True
+    vision: bool = False
+    max_context: int = 2048
+
+    @abc.abstractmethod
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Stream deltas for ``request``. Closing the iterator cancels the generation.
+
+        Raises :class:`ContextLengthExceeded` or :class:`EngineOverloaded` before the first
+        delta when the request cannot start.
+        """
+
+    async def abort(self, request_id: str) -> None:  # noqa: B027 - optional to override
+        """Stop a running request early; a no-op for unknown ids."""
+
+    async def health(self) -> bool:
+        return True
+
+    async def close(self) -> None:  # noqa: B027 - optional to override
+        """Release weights, threads and connections."""
+
+    def stats(self) -> dict[str, float | int]:
+        """Live numbers for admin pages and metrics (queue depth, running streams...)."""
+        return {}

@@ -1,0 +1,390 @@
+"""llama.cpp engine (llama-cpp-python's low-level bindings), the CPU path.
+
+- One :class:`LlamaWeights` per GGUF file: the weights load once and are shared by every model
+  entry on that file. Each running stream borrows its own context (a ``llama_context`` is not
+  thread-safe), so streams never share state.
+- Generation runs in a worker thread that feeds an asyncio queue; a cancel flag is checked
+  between tokens, so a closed stream stops within one token.
+- A :class:`CpuBudget` shared by all engines sizes each stream's thread count to the cores and
+  to the number of streams running at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import ctypes
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from app.engines.base import (
+    ContextLengthExceeded,
+    Delta,
+    Engine,
+    EngineError,
+    EngineOverloaded,
+    GenerationRequest,
+)
+from app.engines.chat_formats import FORMATS, Prompt
+from app.engines.stops import StopMatcher
+
+
+def _llama() -> Any:
+    import llama_cpp  # heavy: imported only when an engine loads
+
+    # llama.cpp logs every load step to stderr through llama-cpp-python's logger; keep errors.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    return llama_cpp
+
+
+class CpuBudget:
+    """Shares the machine's cores between the streams running at once, across all engines."""
+
+    def __init__(self, cores: int | None = None) -> None:
+        self.cores = cores or len(os.sched_getaffinity(0))
+        self._active = 0
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def threads(self) -> int:
+        return max(1, self.cores // max(1, self._active))
+
+    @contextlib.contextmanager
+    def stream(self) -> Iterator[None]:
+        with self._lock:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+
+
+class LlamaWeights:
+    """A GGUF file loaded once, with a pool of contexts that streams borrow."""
+
+    def __init__(self, path: str, *, n_ctx: int, n_batch: int = 512) -> None:
+        self.path = path
+        self.n_ctx = n_ctx
+        self.n_batch = n_batch
+        self._model: Any = None
+        self._vocab: Any = None
+        self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._contexts: list[Any] = []
+        self._lock = threading.Lock()
+        self.size_bytes = os.path.getsize(path)
+
+    def load(self) -> None:
+        llama_cpp = _llama()
+        if self._model is not None:
+            return
+        llama_cpp.llama_backend_init()
+        params = llama_cpp.llama_model_default_params()
+        model = llama_cpp.llama_model_load_from_file(self.path.encode(), params)
+        if not model:
+            raise EngineError(f"could not load GGUF weights from {os.path.basename(self.path)}")
+        self._model = model
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_ctx = min(self.n_ctx, llama_cpp.llama_model_n_ctx_train(model)) or self.n_ctx
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def tokenize(self, text: str) -> list[int]:
+        llama_cpp = _llama()
+        data = text.encode("utf-8")
+        size = len(data) + 8
+        buf = (llama_cpp.llama_token * size)()
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, size, True, True)
+        if n < 0:  # the buffer was too small
+            size = -n
+            buf = (llama_cpp.llama_token * size)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, size, True, True)
+        return list(buf[:n])
+
+    def piece(self, token: int, buf: Any) -> bytes:
+        llama_cpp = _llama()
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        return bytes(buf[:n]) if n > 0 else b""
+
+    def is_eog(self, token: int) -> bool:
+        return bool(_llama().llama_vocab_is_eog(self._vocab, token))
+
+    def acquire(self) -> Any:
+        """Borrow a context (thread-safe); one is created when none is free."""
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        llama_cpp = _llama()
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = self.n_ctx
+        params.n_batch = self.n_batch
+        params.n_ubatch = self.n_batch
+        params.no_perf = True
+        with self._lock:
+            ctx = llama_cpp.llama_init_from_model(self._model, params)
+            if not ctx:
+                raise EngineError("could not create a llama.cpp context (out of memory?)")
+            self._contexts.append(ctx)
+        return _Slot(ctx)
+
+    def release(self, slot: Any) -> None:
+        self._free.put(slot)
+
+    def close(self) -> None:
+        if self._model is None:
+            return
+        llama_cpp = _llama()
+        with self._lock:
+            for ctx in self._contexts:
+                llama_cpp.llama_free(ctx)
+            self._contexts.clear()
+            self._free = queue.SimpleQueue()
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+
+class _Slot:
+    """A context plus the tokens its KV cache holds, for prefix reuse between turns."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.tokens: list[int] = []
+
+
+class LlamaCppEngine(Engine):
+    """One model entry (a decoding preset) over shared :class:`LlamaWeights`."""
+
+    kind = "llama.cpp"
+
+    def __init__(
+        self,
+        weights: LlamaWeights,
+        budget: CpuBudget,
+        *,
+        chat_format: str = "gemma",
+        parallel: int = 2,
+        max_queue: int = 16,
+    ) -> None:
+        if chat_format not in FORMATS:
+            raise ValueError(f"unknown chat_format {chat_format!r}; known: {sorted(FORMATS)}")
+        self.weights = weights
+        self.budget = budget
+        self.format = FORMATS[chat_format]
+        self.max_context = weights.n_ctx
+        self.parallel = parallel
+        self.max_queue = max_queue
+        self._running = asyncio.Semaphore(parallel)
+        self._waiting = 0
+        self._active = 0
+        self._executor = ThreadPoolExecutor(parallel, thread_name_prefix="llama")
+        self._cancels: dict[str, threading.Event] = {}
+        self.aborted = 0
+        self.generated_tokens = 0
+
+    def stats(self) -> dict[str, float | int]:
+        return {
+            "queue_depth": self._waiting,
+            "running": self._active,
+            "aborted": self.aborted,
+            "generated_tokens": self.generated_tokens,
+        }
+
+    def render(self, request: GenerationRequest) -> Prompt:
+        if request.messages is not None:
+            return self.format(request.messages)
+        return Prompt(request.prompt or "")
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        prompt = self.render(request)
+        tokens = self.weights.tokenize(prompt.text)
+        n_ctx = self.max_context
+        room = n_ctx - len(tokens)
+        wanted = request.max_tokens
+        if room <= 0 or (wanted is not None and request.max_tokens_explicit and wanted > room):
+            raise ContextLengthExceeded(
+                n_ctx, len(tokens), wanted if request.max_tokens_explicit else None
+            )
+        max_tokens = min(wanted or room, room)
+        stops = list(request.stop) + list(prompt.stop)
+        if self._waiting >= self.max_queue:
+            raise EngineOverloaded(retry_after=2)
+        self._waiting += 1
+        try:
+            await self._running.acquire()
+        finally:
+            self._waiting -= 1
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue[Delta | BaseException] = asyncio.Queue()
+        cancel = threading.Event()
+        self._cancels[request.request_id] = cancel
+        self._active += 1
+
+        def push(item: Delta | BaseException) -> None:
+            loop.call_soon_threadsafe(out.put_nowait, item)
+
+        future = loop.run_in_executor(
+            self._executor, self._work, tokens, max_tokens, stops, request, cancel, push
+        )
+        try:
+            while True:
+                item = await out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    break
+        finally:
+            cancel.set()
+            self._cancels.pop(request.request_id, None)
+            self._active -= 1
+            future.add_done_callback(lambda _f: self._running.release())
+
+    async def abort(self, request_id: str) -> None:
+        event = self._cancels.get(request_id)
+        if event is not None:
+            event.set()
+
+    async def health(self) -> bool:
+        return self.weights.loaded
+
+    async def close(self) -> None:
+        for event in self._cancels.values():
+            event.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # -- the worker thread -------------------------------------------------------------------
+
+    def _work(
+        self,
+        tokens: list[int],
+        max_tokens: int,
+        stops: list[str],
+        request: GenerationRequest,
+        cancel: threading.Event,
+        push: Any,
+    ) -> None:
+        weights = self.weights
+        try:
+            slot = weights.acquire()
+        except Exception as exc:  # noqa: BLE001 - reported to the client as an engine error
+            push(EngineError(str(exc)))
+            return
+        try:
+            with self.budget.stream():
+                self._generate(slot, tokens, max_tokens, stops, request, cancel, push)
+        except Exception as exc:  # noqa: BLE001
+            slot.tokens = []
+            push(EngineError(f"generation failed: {exc}"))
+        finally:
+            weights.release(slot)
+
+    def _generate(
+        self,
+        slot: _Slot,
+        tokens: list[int],
+        max_tokens: int,
+        stops: list[str],
+        request: GenerationRequest,
+        cancel: threading.Event,
+        push: Any,
+    ) -> None:
+        llama_cpp = _llama()
+        weights, ctx = self.weights, slot.ctx
+        n_prompt = len(tokens)
+        threads = self.budget.threads()
+        llama_cpp.llama_set_n_threads(ctx, threads, self.budget.cores)
+        self._prefill(slot, tokens)
+        sampler = self._sampler(request)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        matcher = StopMatcher(stops)
+        buf = ctypes.create_string_buffer(256)
+        one = (llama_cpp.llama_token * 1)()
+        produced = 0
+        finish = "length"
+        try:
+            while produced < max_tokens:
+                if cancel.is_set():
+                    self.aborted += 1
+                    push(Delta("", n_prompt, produced, "abort"))
+                    return
+                token = llama_cpp.llama_sampler_sample(sampler, ctx, -1)
+                if weights.is_eog(token):
+                    finish = "stop"
+                    break
+                produced += 1
+                self.generated_tokens += 1
+                text, hit = matcher.feed(decoder.decode(weights.piece(token, buf)))
+                if hit:
+                    push(Delta(text, n_prompt, produced, "stop"))
+                    return
+                if text:  # sent before the next decode, so the client sees it a step sooner
+                    push(Delta(text, n_prompt, produced))
+                if produced < max_tokens:
+                    one[0] = token
+                    if threads != (now := self.budget.threads()):
+                        threads = now
+                        llama_cpp.llama_set_n_threads(ctx, threads, self.budget.cores)
+                    if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1)) != 0:
+                        raise EngineError("llama_decode failed")
+                    slot.tokens.append(token)
+            tail = matcher.flush() + decoder.decode(b"", final=True)
+            push(Delta(tail, n_prompt, produced, finish))
+        finally:
+            llama_cpp.llama_sampler_free(sampler)
+
+    def _prefill(self, slot: _Slot, tokens: list[int]) -> None:
+        """Decode the prompt, reusing the longest prefix already in this context's KV cache."""
+        llama_cpp = _llama()
+        ctx = slot.ctx
+        memory = llama_cpp.llama_get_memory(ctx)
+        common = 0
+        for a, b in zip(slot.tokens, tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(tokens) - 1)  # the last prompt token is decoded for logits
+        if common == 0 or not llama_cpp.llama_memory_seq_rm(memory, 0, common, -1):
+            llama_cpp.llama_memory_clear(memory, True)
+            common = 0
+        slot.tokens = list(tokens[:common])
+        todo = tokens[common:]
+        step = self.weights.n_batch
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            arr = (llama_cpp.llama_token * len(chunk))(*chunk)
+            if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(arr, len(chunk))) != 0:
+                slot.tokens = []
+                raise EngineError("llama_decode failed on the prompt")
+            slot.tokens.extend(chunk)
+
+    def _sampler(self, request: GenerationRequest) -> Any:
+        llama_cpp = _llama()
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        if request.temperature <= 0:
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+            return chain
+        if request.top_p < 1.0:
+            llama_cpp.llama_sampler_chain_add(
+                chain, llama_cpp.llama_sampler_init_top_p(request.top_p, 1)
+            )
+        llama_cpp.llama_sampler_chain_add(
+            chain, llama_cpp.llama_sampler_init_temp(request.temperature)
+        )
+        seed = request.seed if request.seed is not None else time.time_ns() & 0xFFFFFFFF
+        llama_cpp.llama_sampler_chain_add(
+            chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF)
+        )
+        return chain

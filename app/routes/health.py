@@ -1,0 +1,29 @@
+"""Liveness, readiness and Prometheus metrics: always open, never behind an API key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response, get
+from litestar.datastructures import State
+
+
+@get("/health", sync_to_thread=False)
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/ready")
+async def ready(state: State) -> Response[dict[str, Any]]:
+    models = {e.id: ("loaded" if e.loaded else e.state) for e in state.models.list()}
+    ok = state.models.ready
+    return Response({"ready": ok, "models": models}, status_code=200 if ok else 503)
+
+
+@get("/metrics")
+async def metrics(state: State) -> Response[bytes]:
+    body = state.metrics.render(state.models)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+route_handlers = [health, ready, metrics]

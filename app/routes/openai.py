@@ -1,0 +1,126 @@
+"""The OpenAI-compatible ``/v1`` API: thin handlers over the registry and engines."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from typing import Any
+
+from litestar import Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.handlers.base import BaseRouteHandler
+from litestar.response import Stream
+
+from app import openai_schema as schema
+from app import serving
+from app.engines.base import GenerationRequest
+from app.errors import unauthorized
+from app.openai_stream import Completion, finish_reason, stream_events
+
+log = logging.getLogger(__name__)
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    keys: list[str] = connection.app.state.settings.api_key
+    if not keys:
+        return
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    ok = False
+    for key in keys:  # no early exit: the comparison takes the same time for every key
+        ok |= hmac.compare_digest(token.encode(), key.encode())
+    if not ok:
+        raise unauthorized()
+
+
+@get("/models")
+async def list_models(state: State) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": e.id,
+                "object": "model",
+                "created": e.created,
+                "owned_by": e.spec.metadata.organization or "arena",
+            }
+            for e in state.models.list()
+        ],
+    }
+
+
+def _log_unknown(req: schema._Sampling) -> None:
+    if req.model_extra:
+        log.info("ignoring unknown request fields: %s", ", ".join(sorted(req.model_extra)))
+
+
+async def _respond(
+    state: State, req: schema._Sampling, gen_request: GenerationRequest, chat: bool
+) -> Response[Any] | Stream:
+    started = await serving.start(state.models, state.metrics, req.model, gen_request)
+    completion = Completion(req.model, chat=chat, include_usage=req.include_usage)
+    if req.stream:
+        return Stream(
+            stream_events(completion, started.first, started.rest),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+    text, last = [started.first.text], started.first
+    try:
+        while last.finish_reason is None:
+            last = await anext(started.rest)
+            text.append(last.text)
+    finally:
+        await started.rest.aclose()
+    body = completion.response(
+        "".join(text), finish_reason(last.finish_reason), last.prompt_tokens, last.completion_tokens
+    )
+    return Response(body)
+
+
+def _generation(req: schema._Sampling, entry: serving.ModelEntry, max_tokens: int | None, **kw: Any) -> GenerationRequest:
+    filled = serving.request_defaults(
+        entry, temperature=req.temperature, top_p=req.top_p, max_tokens=max_tokens
+    )
+    return GenerationRequest(
+        request_id=uuid.uuid4().hex,
+        max_tokens=int(filled["max_tokens"]),  # type: ignore[call-overload]
+        max_tokens_explicit=max_tokens is not None,
+        temperature=float(filled["temperature"]),  # type: ignore[arg-type]
+        top_p=float(filled["top_p"]),  # type: ignore[arg-type]
+        stop=req.stops(),
+        seed=req.seed,
+        **kw,
+    )
+
+
+@post("/chat/completions", status_code=200)
+async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any] | Stream:
+    req = schema.parse(schema.ChatCompletionRequest, await request.body())
+    _log_unknown(req)
+    entry = serving.resolve(state.models, req.model)
+    gen = _generation(req, entry, req.token_limit(), messages=req.chat_messages())
+    return await _respond(state, req, gen, chat=True)
+
+
+@post("/completions", status_code=200)
+async def completions(request: Request[Any, Any, Any], state: State) -> Response[Any] | Stream:
+    req = schema.parse(schema.CompletionRequest, await request.body())
+    _log_unknown(req)
+    entry = serving.resolve(state.models, req.model)
+    limit = req.max_tokens if req.max_tokens is not None else 16  # OpenAI's default here
+    gen = _generation(req, entry, limit, prompt=req.prompt_text())
+    gen.max_tokens_explicit = req.max_tokens is not None
+    return await _respond(state, req, gen, chat=False)
+
+
+router = Router(
+    path="/v1",
+    route_handlers=[list_models, chat_completions, completions],
+    guards=[api_key_guard],
+)

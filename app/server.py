@@ -1,0 +1,98 @@
+"""``create_app(settings)``: the one place the application is assembled.
+
+Nothing is read from the environment here; engines and the database open in the lifespan and
+close in its ``finally``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, Response
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException, ValidationException
+
+from app.engines.llamacpp import CpuBudget
+from app.errors import APIError, from_status
+from app.metrics import Metrics
+from app.modelspec import load_models
+from app.registry import Registry
+from app.routes import health, openai
+from app.settings import Settings
+
+log = logging.getLogger("app")
+
+
+def _is_json_api(request: Request[Any, Any, Any]) -> bool:
+    path = request.url.path
+    return path.startswith("/v1") or path.startswith("/api/")
+
+
+def _error_response(request: Request[Any, Any, Any], error: APIError) -> Response[Any]:
+    request.app.state.metrics.requests.labels("error", str(error.status)).inc()
+    if _is_json_api(request):
+        return Response(error.body(), status_code=error.status, headers=error.headers)
+    return Response(
+        error.message, status_code=error.status, headers=error.headers, media_type=MediaType.TEXT
+    )
+
+
+def _on_api_error(request: Request[Any, Any, Any], exc: APIError) -> Response[Any]:
+    return _error_response(request, exc)
+
+
+def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    message = exc.detail or "Request failed."
+    if exc.status_code == 404:
+        message = f"No route for {request.method} {request.url.path}."
+    elif exc.status_code == 413:
+        message = "The request body is larger than the configured limit."
+    elif isinstance(exc, ValidationException):
+        message = f"Invalid request: {exc.detail}"
+    error = from_status(exc.status_code, message)
+    error.headers = dict(exc.headers or {})
+    return _error_response(request, error)
+
+
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error_response(request, APIError(500, "The server had an error.", "server_error"))
+
+
+def create_app(settings: Settings) -> Litestar:
+    budget = CpuBudget(settings.threads or None)
+    state = State(
+        {
+            "settings": settings,
+            "models": Registry(
+                budget=budget, parallel=settings.parallel, max_queue=settings.max_queue
+            ),
+            "metrics": Metrics(),
+        }
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        registry: Registry = app.state.models
+        try:
+            await registry.start(load_models(settings.models))
+            yield
+        finally:
+            await registry.close()
+
+    return Litestar(
+        route_handlers=[openai.router, *health.route_handlers],
+        state=state,
+        lifespan=[lifespan],
+        exception_handlers={
+            APIError: _on_api_error,
+            HTTPException: _on_http_error,
+            Exception: _on_unexpected,
+        },
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=None,
+        logging_config=None,
+    )

@@ -1,0 +1,98 @@
+"""Starting a generation on a named model: the core both APIs call.
+
+Errors that stop a request before its first token become :class:`APIError` with the right
+status, so the API layer can answer with a proper HTTP status instead of a broken stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from app.engines.base import (
+    ContextLengthExceeded,
+    Delta,
+    EngineError,
+    EngineOverloaded,
+    GenerationRequest,
+)
+from app.errors import APIError, model_not_found, overloaded
+from app.metrics import Metrics
+from app.registry import ModelEntry, Registry, UnknownModel
+
+
+@dataclass
+class Started:
+    entry: ModelEntry
+    first: Delta
+    rest: AsyncGenerator[Delta, None]
+
+
+def resolve(models: Registry, model_id: str) -> ModelEntry:
+    try:
+        entry = models.get(model_id)
+    except UnknownModel:
+        raise model_not_found(model_id) from None
+    if entry.engine is None or entry.state == "down":
+        reason = f": {entry.error}" if entry.error else ""
+        raise APIError(
+            503,
+            f"The model `{model_id}` is not loaded right now{reason}.",
+            "server_error",
+            "model",
+            "model_unavailable",
+            {"Retry-After": "5"},
+        )
+    return entry
+
+
+async def _measured(
+    metrics: Metrics, model_id: str, gen: AsyncGenerator[Delta, None], started: float
+) -> AsyncGenerator[Delta, None]:
+    last: Delta | None = None
+    try:
+        async for delta in gen:
+            if last is None:
+                metrics.ttft.labels(model_id).observe(time.perf_counter() - started)
+            last = delta
+            yield delta
+    finally:
+        await gen.aclose()
+        if last is not None:
+            metrics.count_tokens(model_id, last.prompt_tokens, last.completion_tokens)
+            if last.finish_reason is None or last.finish_reason == "abort":
+                metrics.aborts.labels(model_id).inc()
+
+
+async def start(
+    models: Registry, metrics: Metrics, model_id: str, request: GenerationRequest
+) -> Started:
+    """Resolve the model, start generating and wait for the first delta."""
+    entry = resolve(models, model_id)
+    assert entry.engine is not None
+    gen = _measured(metrics, model_id, entry.engine.generate(request), time.perf_counter())
+    try:
+        first = await anext(gen)
+    except ContextLengthExceeded as exc:
+        await gen.aclose()
+        raise APIError(400, str(exc), "invalid_request_error", "messages", "context_length_exceeded") from exc
+    except EngineOverloaded as exc:
+        await gen.aclose()
+        raise overloaded(exc.retry_after, str(exc)) from exc
+    except EngineError as exc:
+        await gen.aclose()
+        raise APIError(500, str(exc), "server_error", None, "engine_error") from exc
+    except StopAsyncIteration:
+        raise APIError(500, "The engine returned nothing.", "server_error") from None
+    return Started(entry, first, gen)
+
+
+def request_defaults(entry: ModelEntry, **given: object) -> dict[str, object]:
+    """Fill unset sampling fields from the model's generation defaults."""
+    defaults = entry.spec.defaults
+    return {
+        "temperature": given.get("temperature") if given.get("temperature") is not None else defaults.temperature,
+        "top_p": given.get("top_p") if given.get("top_p") is not None else defaults.top_p,
+        "max_tokens": given.get("max_tokens") if given.get("max_tokens") is not None else defaults.max_tokens,
+    }
