@@ -7,20 +7,30 @@ close in its ``finally``.
 from __future__ import annotations
 
 import logging
+import secrets
+from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response
 from litestar.datastructures import State
+from litestar.config.csrf import CSRFConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 
+from app import views
+from app.arena.service import Arena, Limits
+from app.arena.visitors import RateLimiter, parse_rate
 from app.engines.llamacpp import CpuBudget
 from app.errors import APIError, from_status
 from app.metrics import Metrics
 from app.modelspec import load_models
 from app.registry import Registry
-from app.routes import health, openai
+from app.routes import arena_api, health, openai, pages
+from app.store.db import Store
 from app.settings import Settings
 
 log = logging.getLogger("app")
@@ -62,29 +72,47 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return _error_response(request, APIError(500, "The server had an error.", "server_error"))
 
 
+STATIC = Path(__file__).parent / "static"
+static_files = create_static_files_router(path="/static", directories=[STATIC], name="static")
+
+
 def create_app(settings: Settings) -> Litestar:
     budget = CpuBudget(settings.threads or None)
+    registry = Registry(budget=budget, parallel=settings.parallel, max_queue=settings.max_queue)
+    metrics = Metrics()
+    store = Store(settings.db)
+    secret = settings.secret or secrets.token_hex(32)
+    limits = Limits(settings.max_prompt_chars, settings.max_turns, settings.generation_timeout)
     state = State(
         {
             "settings": settings,
-            "models": Registry(
-                budget=budget, parallel=settings.parallel, max_queue=settings.max_queue
-            ),
-            "metrics": Metrics(),
+            "models": registry,
+            "metrics": metrics,
+            "store": store,
+            "secret": secret,
+            "arena": Arena(registry, store, metrics, limits),
+            "limiters": {
+                "battle": RateLimiter(*parse_rate(settings.battle_rate)),
+                "vote": RateLimiter(*parse_rate(settings.vote_rate)),
+            },
         }
     )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        registry: Registry = app.state.models
         try:
+            await store.open()
             await registry.start(load_models(settings.models))
             yield
         finally:
+            await app.state.arena.close()
             await registry.close()
+            await store.close()
 
     return Litestar(
-        route_handlers=[openai.router, *health.route_handlers],
+        route_handlers=[openai.router, arena_api.router, *pages.route_handlers, *health.route_handlers, static_files],
+        template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(views.environment())),
+        csrf_config=CSRFConfig(secret=secret, exclude=["^/v1/", "^/api/", "^/health", "^/ready", "^/metrics"], cookie_samesite="strict"),
         state=state,
         lifespan=[lifespan],
         exception_handlers={

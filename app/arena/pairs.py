@@ -1,0 +1,33 @@
+"""Drawing the two models of an anonymous battle (pure; the caller passes the random source)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+
+class NotEnoughModels(Exception):
+    pass
+
+
+def pair_probability(weights: dict[str, float], a: str, b: str) -> float:
+    """Probability that the unordered pair {a, b} is drawn by :func:`draw_pair`."""
+    total = sum(weights.values())
+    wa, wb = weights[a], weights[b]
+    return wa / total * wb / (total - wa) + wb / total * wa / (total - wb)
+
+
+def draw_pair(candidates: Sequence[tuple[str, float]], rng: random.Random) -> tuple[str, str, float]:
+    """Draw two different models, each in proportion to its weight, in random order.
+
+    Uniform when all weights are equal. Models with weight 0 are never drawn. Returns
+    (model_a, model_b, probability of the unordered pair).
+    """
+    weights = {model: float(w) for model, w in candidates if w > 0}
+    if len(weights) < 2:
+        raise NotEnoughModels("The arena needs at least two active models for a battle.")
+    names = list(weights)
+    first = rng.choices(names, [weights[n] for n in names])[0]
+    rest = [n for n in names if n != first]
+    second = rng.choices(rest, [weights[n] for n in rest])[0]
+    return first, second, pair_probability(weights, first, second)

@@ -1,0 +1,335 @@
+"""The arena: battles, turns, stop, regenerate and votes, over the registry and the store.
+
+Both APIs (pages and /api/v1) call this; it knows nothing of HTML or JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from app import serving
+from app.arena.live import Event, LiveBattle, Side, Turn
+from app.arena.pairs import NotEnoughModels, draw_pair
+from app.engines.base import ChatMessage, EngineError, GenerationRequest
+from app.errors import APIError
+from app.metrics import Metrics
+from app.registry import Registry
+from app.store import battles as q
+from app.store.db import Store
+
+log = logging.getLogger(__name__)
+
+MAX_LIVE = 5000  # battles kept in memory; older ones are reloaded from the store on demand
+
+
+class ArenaError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_prompt_chars: int = 8000
+    max_turns: int = 8
+    generation_timeout: float = 300.0
+
+
+def public_error(side: str, mode: str) -> str:
+    who = f"Model {side.upper()}" if mode == "anony" else "The model"
+    return f"{who} failed to answer. This battle cannot be voted on; please start a new one."
+
+
+class Arena:
+    def __init__(
+        self, models: Registry, store: Store, metrics: Metrics, limits: Limits, rng: random.Random | None = None
+    ) -> None:
+        self.models = models
+        self.store = store
+        self.metrics = metrics
+        self.limits = limits
+        self.rng = rng or random.SystemRandom()
+        self.live: OrderedDict[str, LiveBattle] = OrderedDict()
+
+    # -- starting battles and turns -----------------------------------------------------------
+
+    def eligible(self) -> list[tuple[str, float]]:
+        """Models an anonymous battle may draw: loaded, active, with their sampling weights."""
+        return [(e.id, e.spec.weight) for e in self.models.servable() if e.state == "active"]
+
+    def _check_prompt(self, prompt: str) -> str:
+        prompt = prompt.strip()
+        if not prompt:
+            raise ArenaError(400, "Please type a prompt.")
+        if len(prompt) > self.limits.max_prompt_chars:
+            raise ArenaError(400, f"The prompt is longer than {self.limits.max_prompt_chars} characters.")
+        if "\x00" in prompt:
+            raise ArenaError(400, "The prompt may not contain NUL bytes.")
+        return prompt
+
+    def _check_model(self, model_id: str) -> None:
+        try:
+            serving.resolve(self.models, model_id)
+        except APIError as exc:
+            raise ArenaError(exc.status if exc.status != 404 else 400, exc.message) from None
+
+    async def start(
+        self, prompt: str, *, mode: str, voter_hash: str, models: list[str] | None = None
+    ) -> LiveBattle:
+        prompt = self._check_prompt(prompt)
+        if mode == "anony":
+            try:
+                a, b, prob = draw_pair(self.eligible(), self.rng)
+            except NotEnoughModels as exc:
+                raise ArenaError(503, str(exc)) from None
+            sides = {"a": a, "b": b}
+        elif mode == "named":
+            if not models or len(models) != 2 or models[0] == models[1]:
+                raise ArenaError(400, "Pick two different models.")
+            for m in models:
+                self._check_model(m)
+            sides, prob = {"a": models[0], "b": models[1]}, 1.0
+        elif mode == "direct":
+            if not models or len(models) != 1:
+                raise ArenaError(400, "Pick one model.")
+            self._check_model(models[0])
+            sides, prob = {"a": models[0]}, 1.0
+        else:
+            raise ArenaError(400, "mode must be anony, named or direct")
+        battle = LiveBattle(uuid.uuid4().hex, mode, sides)
+        await self.store.write(
+            q.create_battle(
+                q.NewBattle(battle.id, mode, sides["a"], sides.get("b", ""), prob, voter_hash, prompt)
+            )
+        )
+        self._remember(battle)
+        await self._begin_turn(battle, prompt)
+        return battle
+
+    async def add_turn(self, battle_id: str, prompt: str) -> LiveBattle:
+        prompt = self._check_prompt(prompt)
+        battle = await self.get(battle_id)
+        if battle.voted:
+            raise ArenaError(409, "This battle is over; start a new one.")
+        if battle.failed:
+            raise ArenaError(409, "A model failed in this battle; start a new one.")
+        if battle.busy:
+            raise ArenaError(409, "Wait for both answers before sending the next prompt.")
+        if len(battle.history) >= self.limits.max_turns:
+            raise ArenaError(409, f"A battle has at most {self.limits.max_turns} turns; start a new one.")
+        await self._begin_turn(battle, prompt)
+        return battle
+
+    async def _begin_turn(self, battle: LiveBattle, prompt: str) -> None:
+        number = len(battle.history) + 1
+        await self.store.write(q.add_prompt(battle.id, number, prompt))
+        turn = Turn(number, prompt, {s: Side(m) for s, m in battle.models.items()})
+        battle.turn = turn
+        for side in turn.sides:
+            turn.sides[side].task = asyncio.create_task(self._run_side(battle, turn, side))
+
+    def _conversation(self, battle: LiveBattle, side: str, prompt: str) -> list[ChatMessage]:
+        messages: list[ChatMessage] = []
+        for past_prompt, answers in battle.history:
+            messages.append(ChatMessage("user", past_prompt))
+            messages.append(ChatMessage("assistant", answers.get(side, "")))
+        messages.append(ChatMessage("user", prompt))
+        return messages
+
+    async def _run_side(self, battle: LiveBattle, turn: Turn, side: str) -> None:
+        state = turn.sides[side]
+        started_at = time.perf_counter()
+        ttft: float | None = None
+        prompt_tokens = completion_tokens = 0
+        try:
+            entry = serving.resolve(self.models, state.model)
+            defaults = entry.spec.defaults
+            request = GenerationRequest(
+                request_id=f"{battle.id}-{turn.number}-{side}",
+                messages=self._conversation(battle, side, turn.prompt),
+                max_tokens=defaults.max_tokens,
+                max_tokens_explicit=False,
+                temperature=defaults.temperature,
+                top_p=defaults.top_p,
+            )
+            async with asyncio.timeout(self.limits.generation_timeout):
+                started = await serving.start(self.models, self.metrics, state.model, request)
+                delta = started.first
+                try:
+                    while True:
+                        ttft = ttft if ttft is not None else time.perf_counter() - started_at
+                        prompt_tokens, completion_tokens = delta.prompt_tokens, delta.completion_tokens
+                        if delta.text:
+                            state.parts.append(delta.text)
+                            turn.emit(Event("delta", side, delta.text))
+                        if delta.finish_reason is not None:
+                            state.finish_reason = delta.finish_reason
+                            break
+                        delta = await anext(started.rest)
+                finally:
+                    await started.rest.aclose()
+        except asyncio.CancelledError:
+            if not state.stopped:
+                raise
+            state.finish_reason = "stopped"
+        except (APIError, EngineError, TimeoutError, StopAsyncIteration) as exc:
+            detail = exc.message if isinstance(exc, APIError) else (str(exc) or "timed out")
+            state.internal_error = detail
+            state.error = public_error(side, battle.mode)
+            state.finish_reason = "error"
+            log.warning("battle %s side %s failed: %s", battle.id, side, detail)
+        finally:
+            if not state.finish_reason:
+                state.finish_reason = "error"
+        answer = q.Answer(
+            battle.id, side, turn.number, state.text, prompt_tokens, completion_tokens, ttft,
+            time.perf_counter() - started_at, state.finish_reason, state.internal_error,
+        )
+        try:
+            state.message_id = await self.store.write(q.add_answer(answer))
+        except Exception as exc:  # noqa: BLE001 - a store failure fails the side, not the server
+            log.error("could not store answer for %s: %s", battle.id, exc)
+            state.error = state.error or public_error(side, battle.mode)
+        state.done = True
+        turn.emit(Event("set", side, state.text, state.error, state.finish_reason, state.message_id, True))
+        if all(s.done for s in turn.sides.values()):
+            battle.history.append((turn.prompt, {s: v.text for s, v in turn.sides.items()}))
+            battle.failed = battle.failed or turn.failed
+            turn.emit(Event("done"))
+
+    # -- controls -----------------------------------------------------------------------------
+
+    async def stop(self, battle_id: str) -> LiveBattle:
+        battle = await self.get(battle_id)
+        if battle.turn is not None:
+            for state in battle.turn.sides.values():
+                if state.task is not None and not state.done:
+                    state.stopped = True
+                    state.task.cancel()
+        return battle
+
+    async def regenerate(self, battle_id: str) -> LiveBattle:
+        battle = await self.get(battle_id)
+        if battle.voted:
+            raise ArenaError(409, "This battle already has a vote.")
+        turn = battle.turn
+        if turn is None:
+            raise ArenaError(409, "Nothing to regenerate yet.")
+        if not turn.complete:
+            await self.stop(battle_id)
+            await turn.finished.wait()
+        battle.history.pop()
+        battle.failed = False
+        try:
+            await self.store.write(q.drop_answers(battle.id, turn.number))
+        except q.VoteRejected as exc:
+            raise ArenaError(exc.status, exc.message) from None
+        new = Turn(turn.number, turn.prompt, {s: Side(m) for s, m in battle.models.items()})
+        battle.turn = new
+        for side in new.sides:
+            new.sides[side].task = asyncio.create_task(self._run_side(battle, new, side))
+        return battle
+
+    async def vote(self, battle_id: str, winner: str, voter_hash: str) -> tuple[str, str]:
+        battle = self.live.get(battle_id)
+        if battle is not None and battle.busy:
+            raise ArenaError(409, "Both answers must be complete before voting.")
+        try:
+            pair = await self.store.write(q.record_vote(battle_id, winner, voter_hash))
+        except q.VoteRejected as exc:
+            raise ArenaError(exc.status, exc.message) from None
+        if battle is not None:
+            battle.voted = True
+        return pair
+
+    async def feedback(self, battle_id: str, message_id: int, kind: str) -> None:
+        if kind not in ("up", "down", "flag"):
+            raise ArenaError(400, "kind must be up, down or flag")
+        try:
+            await self.store.write(q.add_feedback(battle_id, message_id, kind))
+        except q.VoteRejected as exc:
+            raise ArenaError(exc.status, exc.message) from None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _remember(self, battle: LiveBattle) -> None:
+        self.live[battle.id] = battle
+        self.live.move_to_end(battle.id)
+        while len(self.live) > MAX_LIVE:
+            oldest_id, oldest = next(iter(self.live.items()))
+            if oldest.busy:
+                break
+            del self.live[oldest_id]
+
+    async def get(self, battle_id: str) -> LiveBattle:
+        battle = self.live.get(battle_id)
+        if battle is not None:
+            return battle
+        row = await q.get_battle(self.store, battle_id)
+        if row is None:
+            raise ArenaError(404, "No such battle.")
+        models = {"a": row["model_a"]} if row["mode"] == "direct" else {"a": row["model_a"], "b": row["model_b"]}
+        battle = LiveBattle(row["id"], row["mode"], models, voted=row["status"] == "voted",
+                            failed=row["status"] == "failed")
+        prompts: dict[int, str] = {}
+        answers: dict[int, dict[str, str]] = {}
+        for m in await q.get_messages(self.store, battle_id):
+            if m["side"] == "":
+                prompts[m["turn"]] = m["content"]
+            else:
+                answers.setdefault(m["turn"], {})[m["side"]] = m["content"]
+        battle.history = [(prompts[t], answers.get(t, {})) for t in sorted(prompts)]
+        self._remember(battle)
+        return battle
+
+    async def events(self, battle_id: str, resume: int | None = None) -> AsyncIterator[tuple[int | None, Event]]:
+        """The current turn as (event id, event) pairs.
+
+        A new reader first gets each side's answer so far (``set`` events, no id), then live
+        events. A reconnecting reader that sends the last id it saw resumes after it. A finished
+        turn is replayed from memory or the store; nothing is generated again.
+        """
+        battle = await self.get(battle_id)
+        turn = battle.turn
+        if turn is not None:
+            start = resume + 1 if resume is not None else None
+            if start is None:
+                start, snapshot = turn.snapshot()
+                for event in snapshot:
+                    yield None, event
+                if turn.complete:
+                    return
+            async for index, event in turn.follow(start):
+                yield index, event
+            return
+        messages = [m for m in await q.get_messages(self.store, battle_id) if m["side"]]
+        last_turn = max((m["turn"] for m in messages), default=0)
+        for m in messages:
+            if m["turn"] == last_turn:
+                error = public_error(m["side"], battle.mode) if m["error"] else ""
+                yield None, Event("set", m["side"], m["content"], error, m["finish_reason"] or "", m["id"], True)
+        yield None, Event("done")
+
+    async def wait(self, battle: LiveBattle) -> None:
+        if battle.turn is not None:
+            await battle.turn.finished.wait()
+
+    async def close(self) -> None:
+        tasks = [
+            s.task
+            for b in self.live.values()
+            if b.turn is not None
+            for s in b.turn.sides.values()
+            if s.task is not None and not s.task.done()
+        ]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

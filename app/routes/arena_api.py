@@ -1,0 +1,161 @@
+"""The JSON arena API under /api/v1: battles for scripts, bots and private-arena tooling.
+
+Same rules as the pages; the models of an anonymous battle are named only after the vote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from litestar import Request, Response, Router, get, post
+from litestar.datastructures import State
+from litestar.response import Stream
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.arena.live import Event, LiveBattle
+from app.arena.service import Arena, ArenaError
+from app.errors import invalid
+from app.openai_stream import sse
+from app.routes.common import as_api_error, limit, visitor
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NewBattleBody(_Body):
+    prompt: str
+    mode: Literal["anony", "named"] = "anony"
+    models: list[str] | None = None
+    wait: bool = False
+
+
+class MessageBody(_Body):
+    prompt: str
+    wait: bool = False
+
+
+class VoteBody(_Body):
+    winner: Literal["model_a", "model_b", "tie", "tie (bothbad)"] = Field()
+
+
+def _parse(model: type[_Body], body: bytes) -> Any:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        param = ".".join(str(p) for p in error["loc"]) or None
+        raise invalid(f"{param + ': ' if param else ''}{error['msg']}", param) from exc
+
+
+def _turns(battle: LiveBattle) -> list[dict[str, Any]]:
+    turns: list[dict[str, Any]] = []
+    for number, (_prompt, answers) in enumerate(battle.history, start=1):
+        current = battle.turn if battle.turn is not None and battle.turn.number == number else None
+        row: dict[str, Any] = {}
+        for side in battle.sides:
+            state = current.sides[side] if current is not None else None
+            row[side] = {
+                "text": answers.get(side, ""),
+                "finish_reason": state.finish_reason if state else None,
+                "error": (state.error or None) if state else None,
+            }
+        turns.append(row)
+    return turns
+
+
+async def _call(coro: Any) -> Any:
+    try:
+        return await coro
+    except ArenaError as exc:
+        raise as_api_error(exc) from None
+
+
+@post("/battles", status_code=201)
+async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+    body = _parse(NewBattleBody, await request.body())
+    ip, voter = visitor(request, state)
+    limit(state, "battle", ip)
+    arena: Arena = state.arena
+    battle = await _call(arena.start(body.prompt, mode=body.mode, voter_hash=voter, models=body.models))
+    out: dict[str, Any] = {"id": battle.id}
+    if body.wait:
+        await arena.wait(battle)
+        out["turns"] = _turns(battle)
+    return out
+
+
+@post("/battles/{battle_id:str}/messages", status_code=201)
+async def add_message(battle_id: str, request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+    body = _parse(MessageBody, await request.body())
+    arena: Arena = state.arena
+    battle = await _call(arena.add_turn(battle_id, body.prompt))
+    out: dict[str, Any] = {"id": battle.id, "turn": len(battle.history) + 1}
+    if body.wait:
+        await arena.wait(battle)
+        out["turns"] = _turns(battle)
+    return out
+
+
+@post("/battles/{battle_id:str}/vote", status_code=200)
+async def vote(battle_id: str, request: Request[Any, Any, Any], state: State) -> dict[str, str]:
+    body = _parse(VoteBody, await request.body())
+    ip, voter = visitor(request, state)
+    limit(state, "vote", ip)
+    model_a, model_b = await _call(state.arena.vote(battle_id, body.winner, voter))
+    return {"model_a": model_a, "model_b": model_b}
+
+
+@get("/battles/{battle_id:str}")
+async def battle_state(battle_id: str, state: State) -> dict[str, Any]:
+    battle: LiveBattle = await _call(state.arena.get(battle_id))
+    reveal = battle.voted or battle.mode != "anony"
+    return {
+        "id": battle.id,
+        "mode": battle.mode,
+        "status": "voted" if battle.voted else ("failed" if battle.failed else ("generating" if battle.busy else "open")),
+        "turns": _turns(battle),
+        "models": ({"a": battle.models["a"], "b": battle.models.get("b")} if reveal else None),
+    }
+
+
+def _json_event(event_id: int | None, event: Event) -> bytes:
+    head = b"" if event_id is None else b"id: %d\n" % event_id
+    if event.kind == "delta":
+        return head + b"event: " + event.side.encode() + b"\n" + sse({"text": event.text})
+    if event.kind == "set":
+        payload = {
+            "text": event.text,
+            "finished": event.finished,
+            "finish_reason": event.finish_reason or None,
+            "error": event.error or None,
+        }
+        return head + b"event: " + event.side.encode() + b"-set\n" + sse(payload)
+    return head + b"event: done\n" + sse({})
+
+
+def last_event_id(request: Request[Any, Any, Any]) -> int | None:
+    value = request.headers.get("last-event-id", "")
+    return int(value) if value.isdigit() else None
+
+
+@get("/battles/{battle_id:str}/events")
+async def battle_events(battle_id: str, request: Request[Any, Any, Any], state: State) -> Stream:
+    arena: Arena = state.arena
+    await _call(arena.get(battle_id))
+    resume = last_event_id(request)
+
+    async def body() -> AsyncIterator[bytes]:
+        async for event_id, event in arena.events(battle_id, resume):
+            yield _json_event(event_id, event)
+
+    return Stream(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+router = Router(
+    path="/api/v1",
+    route_handlers=[create_battle, add_message, vote, battle_state, battle_events],
+)

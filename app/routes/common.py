@@ -1,0 +1,35 @@
+"""Small pieces both arena route families use: who the visitor is, rate limits, error mapping."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+
+from app.arena.service import ArenaError
+from app.arena.visitors import client_ip, voter_hash
+from app.errors import APIError
+
+
+def visitor(request: Request[Any, Any, Any], state: State) -> tuple[str, str]:
+    """(client ip, salted voter hash)."""
+    settings = state.settings
+    peer = request.client.host if request.client else None
+    ip = client_ip(peer, request.headers, settings.trusted_proxies)
+    return ip, voter_hash(state.secret, ip)
+
+
+def limit(state: State, kind: str, ip: str) -> None:
+    wait = state.limiters[kind].hit(ip)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise APIError(
+            429, f"Too many {kind}s from your address; try again in {seconds} s.",
+            "rate_limit_exceeded", None, "rate_limited", {"Retry-After": str(seconds)},
+        )
+
+
+def as_api_error(exc: ArenaError) -> APIError:
+    return APIError(exc.status, exc.message, "invalid_request_error" if exc.status < 500 else "server_error")

@@ -1,0 +1,229 @@
+"""HTML pages for battles, side-by-side comparison and direct chat: thin handlers over the arena.
+
+Every mutation answers with the screen's ``arena`` block for htmx to swap; the answers stream
+over one SSE connection per turn whose events carry HTML (escaped while streaming).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.response import Stream, Template
+
+from app.arena.live import Event, LiveBattle
+from app.arena.service import Arena, ArenaError
+from app.errors import APIError
+from app.render import stream_text
+from app.routes.arena_api import SSE_HEADERS, last_event_id
+from app.routes.common import limit, visitor
+from app.views import block, environment
+
+SCREENS = {"anony": ("battle.html", "battle", "/"), "named": ("compare.html", "compare", "/compare"),
+           "direct": ("chat.html", "chat", "/chat")}
+
+
+@dataclass(frozen=True)
+class View:
+    reveal: dict[str, str]
+    new_url: str
+    max_turns: int
+    max_prompt_chars: int
+
+
+def _view(state: State, battle: LiveBattle | None, mode: str) -> View:
+    reveal: dict[str, str] = {}
+    if battle is not None and (battle.voted or battle.mode != "anony"):
+        for side, model_id in battle.models.items():
+            try:
+                reveal[side] = state.models.get(model_id).spec.display_name
+            except KeyError:
+                reveal[side] = model_id
+    settings = state.settings
+    return View(reveal, SCREENS[mode][2], settings.max_turns, settings.max_prompt_chars)
+
+
+def _models(state: State) -> list[Any]:
+    return [e for e in state.models.servable() if e.state != "down"]
+
+
+def _screen(request: Request[Any, Any, Any], state: State, mode: str, battle: LiveBattle | None) -> Template:
+    template, nav, _ = SCREENS[mode]
+    return Template(
+        template_name=template,
+        context={"battle": battle, "view": _view(state, battle, mode), "models": _models(state), "nav": nav},
+    )
+
+
+def _arena_block(request: Request[Any, Any, Any], state: State, battle: LiveBattle) -> Response[str]:
+    template = SCREENS[battle.mode][0]
+    return block(request, template, "arena", battle=battle, view=_view(state, battle, battle.mode))
+
+
+def flash(message: str, status: int, headers: dict[str, str] | None = None) -> Response[str]:
+    """An error shown above the screen (htmx retargets it to #flash)."""
+    html = environment().from_string('<div class="flash error">{{ m }}</div>').render(m=message)
+    return Response(
+        html, status_code=status, media_type="text/html",
+        headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", **(headers or {})},
+    )
+
+
+async def _act(coro: Any) -> Any:
+    try:
+        return await coro
+    except ArenaError as exc:
+        raise _Flash(flash(exc.message, exc.status)) from None
+
+
+class _Flash(Exception):
+    def __init__(self, response: Response[str]) -> None:
+        self.response = response
+
+
+@get("/")
+async def battle_page(request: Request[Any, Any, Any], state: State) -> Template:
+    return _screen(request, state, "anony", None)
+
+
+@get("/compare")
+async def compare_page(request: Request[Any, Any, Any], state: State) -> Template:
+    return _screen(request, state, "named", None)
+
+
+@get("/chat")
+async def chat_page(request: Request[Any, Any, Any], state: State) -> Template:
+    return _screen(request, state, "direct", None)
+
+
+@get("/battle/{battle_id:str}")
+async def show_battle(battle_id: str, request: Request[Any, Any, Any], state: State) -> Template | Response[str]:
+    try:
+        battle = await _act(state.arena.get(battle_id))
+    except _Flash as f:
+        return f.response
+    return _screen(request, state, battle.mode, battle)
+
+
+@post("/battle", status_code=200)
+async def start_battle(request: Request[Any, Any, Any], state: State) -> Response[str]:
+    form = await request.form()
+    mode = str(form.get("mode") or "anony")
+    ip, voter = visitor(request, state)
+    try:
+        limit(state, "battle", ip)
+        models = [str(m) for m in form.getall("models")] if "models" in form else None
+        battle = await _act(state.arena.start(str(form.get("prompt") or ""), mode=mode, voter_hash=voter, models=models))
+    except _Flash as f:
+        return f.response
+    except APIError as exc:
+        return flash(exc.message, exc.status, exc.headers)
+    return _arena_block(request, state, battle)
+
+
+async def _mutate(request: Request[Any, Any, Any], state: State, action: Any) -> Response[str]:
+    try:
+        battle = await _act(action)
+    except _Flash as f:
+        return f.response
+    except APIError as exc:
+        return flash(exc.message, exc.status, exc.headers)
+    return _arena_block(request, state, battle)
+
+
+@post("/battle/{battle_id:str}/turn", status_code=200)
+async def next_turn(battle_id: str, request: Request[Any, Any, Any], state: State) -> Response[str]:
+    form = await request.form()
+    return await _mutate(request, state, state.arena.add_turn(battle_id, str(form.get("prompt") or "")))
+
+
+@post("/battle/{battle_id:str}/stop", status_code=200)
+async def stop(battle_id: str, state: State) -> Response[str]:
+    """Stops both sides; the answers so far arrive as their final SSE events."""
+    try:
+        await _act(state.arena.stop(battle_id))
+    except _Flash as f:
+        return f.response
+    return Response("", status_code=200, media_type="text/html")
+
+
+@post("/battle/{battle_id:str}/regenerate", status_code=200)
+async def regenerate(battle_id: str, request: Request[Any, Any, Any], state: State) -> Response[str]:
+    return await _mutate(request, state, state.arena.regenerate(battle_id))
+
+
+@post("/battle/{battle_id:str}/vote", status_code=200)
+async def vote(battle_id: str, request: Request[Any, Any, Any], state: State) -> Response[str]:
+    form = await request.form()
+    arena: Arena = state.arena
+    ip, voter = visitor(request, state)
+    try:
+        limit(state, "vote", ip)
+        await _act(arena.vote(battle_id, str(form.get("winner") or ""), voter))
+    except _Flash as f:
+        return f.response
+    except APIError as exc:
+        return flash(exc.message, exc.status, exc.headers)
+    return await _mutate(request, state, arena.get(battle_id))
+
+
+@post("/battle/{battle_id:str}/feedback", status_code=200)
+async def feedback(battle_id: str, request: Request[Any, Any, Any], state: State) -> Response[str]:
+    form = await request.form()
+    kind = str(form.get("kind") or "")
+    raw_id = str(form.get("message_id") or "")
+    try:
+        if not raw_id.isdigit():
+            raise ArenaError(400, "message_id must be a number")
+        await _act(state.arena.feedback(battle_id, int(raw_id), kind))
+    except ArenaError as exc:
+        return flash(exc.message, exc.status)
+    except _Flash as f:
+        return f.response
+    thanks = {"up": "Thanks: marked good.", "down": "Thanks: marked bad.", "flag": "Flagged for review."}[kind]
+    return Response(f'<span class="thanks">{thanks}</span>', media_type="text/html")
+
+
+def _sse(name: str, html: str, event_id: int | None) -> bytes:
+    lines = [f"id: {event_id}"] if event_id is not None else []
+    lines.append(f"event: {name}")
+    text = html.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+    lines += [f"data: {line}" for line in text.split("\n")]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+@get("/battle/{battle_id:str}/events")
+async def events(battle_id: str, request: Request[Any, Any, Any], state: State) -> Stream | Response[str]:
+    arena: Arena = state.arena
+    try:
+        battle = await _act(arena.get(battle_id))
+    except _Flash as f:
+        return f.response
+    parts = environment().get_template("_battle_parts.html").module
+    resume = last_event_id(request)
+
+    async def body() -> AsyncIterator[bytes]:
+        async for event_id, event in arena.events(battle_id, resume):
+            yield _render_event(parts, battle, event, event_id, state)
+
+    return Stream(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _render_event(parts: Any, battle: LiveBattle, event: Event, event_id: int | None, state: State) -> bytes:
+    if event.kind == "delta":
+        return _sse(event.side, stream_text(event.text), event_id)
+    if event.kind == "set":
+        html = str(parts.side_body(battle.id, battle.mode, event.side, event.text, event.finished,
+                                   event.error, event.message_id))
+        return _sse(f"{event.side}-set", html, event_id)
+    html = str(parts.controls(battle, _view(state, battle, battle.mode)))
+    return _sse("done", html, event_id)
+
+
+route_handlers = [
+    battle_page, compare_page, chat_page, show_battle, start_battle, next_turn, stop,
+    regenerate, vote, feedback, events,
+]

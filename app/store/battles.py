@@ -1,0 +1,216 @@
+"""Battles, messages, votes and pair counts: the write functions (run by the store's writer)
+and the reads the arena needs."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from app.arena.language import detect_language
+from app.rating.categories import BattleMeta, categories_for
+from app.rating.style import style_features
+from app.store.db import Store
+from app.store.migrations import STYLE_COLUMNS
+
+WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
+
+
+class VoteRejected(Exception):
+    """A vote that breaks a rule; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class NewBattle:
+    id: str
+    mode: str
+    model_a: str
+    model_b: str
+    pair_prob: float
+    voter_hash: str
+    first_prompt: str
+
+
+def create_battle(battle: NewBattle) -> Any:
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO battles (id, mode, model_a, model_b, pair_prob, created, voter_hash,"
+            " status, turns, first_prompt) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 0, ?)",
+            (battle.id, battle.mode, battle.model_a, battle.model_b, battle.pair_prob,
+             time.time(), battle.voter_hash, battle.first_prompt),
+        )
+
+    return write
+
+
+def add_prompt(battle_id: str, turn: int, content: str) -> Any:
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO messages (battle_id, side, turn, role, content, created)"
+            " VALUES (?, '', ?, 'user', ?, ?)",
+            (battle_id, turn, content, time.time()),
+        )
+        conn.execute("UPDATE battles SET turns = ? WHERE id = ?", (turn, battle_id))
+
+    return write
+
+
+@dataclass(frozen=True)
+class Answer:
+    battle_id: str
+    side: str
+    turn: int
+    content: str
+    prompt_tokens: int
+    completion_tokens: int
+    ttft: float | None
+    total_time: float
+    finish_reason: str
+    error: str = ""
+
+
+def add_answer(answer: Answer) -> Any:
+    """Store one side's answer with its style features; a failed answer flags the battle."""
+    features = style_features(answer.content, answer.completion_tokens).as_tuple()
+
+    def write(conn: sqlite3.Connection) -> int:
+        cur = conn.execute(
+            "INSERT INTO messages (battle_id, side, turn, role, content, prompt_tokens,"
+            " completion_tokens, ttft, total_time, finish_reason, error, created, "
+            + ", ".join(STYLE_COLUMNS)
+            + ") VALUES (?, ?, ?, 'assistant', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (answer.battle_id, answer.side, answer.turn, answer.content, answer.prompt_tokens,
+             answer.completion_tokens, answer.ttft, answer.total_time, answer.finish_reason,
+             answer.error, time.time(), *features),
+        )
+        if answer.error:
+            conn.execute("UPDATE battles SET status = 'failed' WHERE id = ?", (answer.battle_id,))
+        return int(cur.lastrowid or 0)
+
+    return write
+
+
+def drop_answers(battle_id: str, turn: int) -> Any:
+    """Regenerate: forget the answers of a turn (only before the vote)."""
+
+    def write(conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT status FROM battles WHERE id = ?", (battle_id,)).fetchone()
+        if row is None or row["status"] == "voted":
+            raise VoteRejected(409, "This battle already has a vote.")
+        conn.execute(
+            "DELETE FROM messages WHERE battle_id = ? AND turn = ? AND side != ''",
+            (battle_id, turn),
+        )
+        conn.execute("UPDATE battles SET status = 'open' WHERE id = ?", (battle_id,))
+
+    return write
+
+
+def battle_categories(first_prompt: str, turns: int, winner: str, prompt_tokens: int | None) -> list[str]:
+    meta = BattleMeta(
+        winner, language=detect_language(first_prompt), turns=turns, prompt=first_prompt,
+        prompt_tokens=prompt_tokens,
+    )
+    return list(categories_for(meta))
+
+
+def record_vote(battle_id: str, winner: str, voter_hash: str) -> Any:
+    """Check the vote rules and record it, with the pair counts, in one transaction.
+
+    Returns the battle's (model_a, model_b).
+    """
+    if winner not in WINNERS:
+        raise VoteRejected(400, f"winner must be one of {', '.join(WINNERS)}")
+
+    def write(conn: sqlite3.Connection) -> tuple[str, str]:
+        battle = conn.execute("SELECT * FROM battles WHERE id = ?", (battle_id,)).fetchone()
+        if battle is None:
+            raise VoteRejected(404, "No such battle.")
+        if battle["mode"] == "direct":
+            raise VoteRejected(400, "A direct chat takes feedback, not votes.")
+        if battle["status"] == "voted":
+            raise VoteRejected(409, "This battle already has a vote.")
+        if battle["status"] == "failed":
+            raise VoteRejected(409, "A model failed to answer in this battle, so it cannot be voted on.")
+        turns = battle["turns"]
+        answers = conn.execute(
+            "SELECT side, " + ", ".join(f"SUM({c}) AS {c}" for c in STYLE_COLUMNS)
+            + ", COUNT(*) AS n FROM messages WHERE battle_id = ? AND side != ''"
+            " AND role = 'assistant' GROUP BY side",
+            (battle_id,),
+        ).fetchall()
+        per_side = {row["side"]: row for row in answers}
+        if turns == 0 or any(side not in per_side or per_side[side]["n"] < turns for side in "ab"):
+            raise VoteRejected(409, "Both answers must be complete before voting.")
+        style = [per_side[s][c] or 0 for s in "ab" for c in STYLE_COLUMNS]
+        categories = battle_categories(battle["first_prompt"] or "", turns, winner, None)
+        conn.execute(
+            "INSERT INTO votes (battle_id, mode, model_a, model_b, winner, turns, created,"
+            " voter_hash, categories, pair_prob, "
+            + ", ".join(f"{s}_{c}" for s in "ab" for c in STYLE_COLUMNS)
+            + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?" + ", ?" * len(style) + ")",
+            (battle_id, battle["mode"], battle["model_a"], battle["model_b"], winner, turns,
+             time.time(), voter_hash, " ".join(categories), battle["pair_prob"], *style),
+        )
+        conn.execute("UPDATE battles SET status = 'voted' WHERE id = ?", (battle_id,))
+        _count(conn, battle["mode"], categories, battle["model_a"], battle["model_b"], winner)
+        return battle["model_a"], battle["model_b"]
+
+    return write
+
+
+def _count(
+    conn: sqlite3.Connection, mode: str, categories: list[str], a: str, b: str, winner: str
+) -> None:
+    """Add one outcome to the running pair counts (pairs stored in name order)."""
+    if a > b:
+        a, b = b, a
+        winner = {"model_a": "model_b", "model_b": "model_a"}.get(winner, winner)
+    column = {"model_a": "wins_a", "model_b": "wins_b", "tie": "ties", "tie (bothbad)": "bothbad"}[winner]
+    conn.executemany(
+        f"INSERT INTO pair_counts (mode, category, model_a, model_b, {column}) VALUES (?, ?, ?, ?, 1)"
+        f" ON CONFLICT (mode, category, model_a, model_b) DO UPDATE SET {column} = {column} + 1",
+        [(mode, category, a, b) for category in categories],
+    )
+
+
+def add_feedback(battle_id: str, message_id: int, kind: str) -> Any:
+    def write(conn: sqlite3.Connection) -> None:
+        row = conn.execute(
+            "SELECT 1 FROM messages WHERE id = ? AND battle_id = ? AND role = 'assistant'",
+            (message_id, battle_id),
+        ).fetchone()
+        if row is None:
+            raise VoteRejected(404, "No such answer.")
+        conn.execute(
+            "INSERT INTO feedback (message_id, battle_id, kind, created) VALUES (?, ?, ?, ?)",
+            (message_id, battle_id, kind, time.time()),
+        )
+
+    return write
+
+
+# -- reads ------------------------------------------------------------------------------------
+
+
+async def get_battle(store: Store, battle_id: str) -> dict[str, Any] | None:
+    row = await store.fetchone("SELECT * FROM battles WHERE id = ?", (battle_id,))
+    return dict(row) if row is not None else None
+
+
+async def get_messages(store: Store, battle_id: str) -> list[dict[str, Any]]:
+    rows = await store.fetchall(
+        "SELECT * FROM messages WHERE battle_id = ? ORDER BY turn, side, id", (battle_id,)
+    )
+    return [dict(r) for r in rows]
+
+
+async def get_vote(store: Store, battle_id: str) -> dict[str, Any] | None:
+    row = await store.fetchone("SELECT * FROM votes WHERE battle_id = ?", (battle_id,))
+    return dict(row) if row is not None else None

@@ -1,0 +1,116 @@
+"""The database schema, as named ``sqlite_utils`` migrations applied in order at start-up."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("arena")
+
+STYLE_COLUMNS = ("sf_tokens", "sf_headers", "sf_lists", "sf_bold")
+
+
+@migrations()
+def m001_battles(db: Database) -> None:
+    db["battles"].create(
+        {
+            "id": str,
+            "mode": str,  # anony | named | direct
+            "model_a": str,
+            "model_b": str,  # "" for direct chat
+            "pair_prob": float,  # probability with which the pair was drawn
+            "created": float,
+            "voter_hash": str,  # salted hash of the visitor's IP
+            "status": str,  # open | voted | failed
+            "turns": int,
+            "first_prompt": str,
+        },
+        pk="id",
+        not_null={"mode", "model_a", "status", "created"},
+        defaults={"status": "open", "turns": 0, "model_b": "", "pair_prob": 1.0},
+    )
+    db["battles"].create_index(["created"])
+    db["messages"].create(
+        {
+            "id": int,
+            "battle_id": str,
+            "side": str,  # a | b ("" for the visitor's prompt)
+            "turn": int,
+            "role": str,
+            "content": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "ttft": float,
+            "total_time": float,
+            "finish_reason": str,
+            "error": str,
+            "created": float,
+            **{c: int for c in STYLE_COLUMNS},
+        },
+        pk="id",
+        foreign_keys=[("battle_id", "battles", "id")],
+    )
+    db["messages"].create_index(["battle_id", "turn", "side"])
+    db["votes"].create(
+        {
+            "id": int,
+            "battle_id": str,
+            "mode": str,
+            "model_a": str,
+            "model_b": str,
+            "winner": str,  # model_a | model_b | tie | tie (bothbad)
+            "turns": int,
+            "created": float,
+            "voter_hash": str,
+            "categories": str,  # space-separated category tags
+            "pair_prob": float,
+            **{f"a_{c}": int for c in STYLE_COLUMNS},
+            **{f"b_{c}": int for c in STYLE_COLUMNS},
+        },
+        pk="id",
+        foreign_keys=[("battle_id", "battles", "id")],
+    )
+    db["votes"].create_index(["battle_id"], unique=True)
+    # Running totals per (mode, category, ordered pair), updated in the vote's transaction so the
+    # leaderboard never scans every vote. model_a < model_b; wins are from model_a's side.
+    db["pair_counts"].create(
+        {
+            "mode": str,
+            "category": str,
+            "model_a": str,
+            "model_b": str,
+            "wins_a": int,
+            "wins_b": int,
+            "ties": int,
+            "bothbad": int,
+        },
+        pk=("mode", "category", "model_a", "model_b"),
+        defaults={"wins_a": 0, "wins_b": 0, "ties": 0, "bothbad": 0},
+    )
+    db["feedback"].create(
+        {"id": int, "message_id": int, "battle_id": str, "kind": str, "created": float},
+        pk="id",
+    )
+
+
+@migrations()
+def m002_scores(db: Database) -> None:
+    """Benchmark scores imported from CSV (MMLU, MT-bench...), one row per model and column."""
+    db["scores"].create({"model": str, "column": str, "value": float}, pk=("model", "column"))
+
+
+@migrations()
+def m003_registry(db: Database) -> None:
+    """Runtime model changes made through the admin API; merged over the models file by id."""
+    db["registry"].create(
+        {"id": str, "spec": str, "state": str, "removed": int, "updated": float},
+        pk="id",
+        defaults={"state": "active", "removed": 0},
+    )
+
+
+def apply(path: str) -> None:
+    db = Database(path)
+    db.enable_wal()
+    migrations.apply(db)
+    db.close()

@@ -1,0 +1,1 @@
+"""Helpers shared by tests and bench scripts (tiny checkpoints built on the fly)."""
