@@ -1,25 +1,48 @@
 """The model registry: which models exist, their state, and the engine serving each.
 
-It builds engines from :class:`ModelSpec` entries, loads them one after another, and shares one
-set of llama.cpp weights between entries on the same GGUF file.
+The models file seeds it; runtime changes (add, edit, pause, remove) are kept in the database
+and merged over the file by model id at start-up. Models load and unload without a restart;
+with a keep-alive an idle model is unloaded and loaded again on its next request; a memory
+budget refuses a load that would not fit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from app.engines.base import Engine
-from app.engines.llamacpp import CpuBudget, LlamaCppEngine, LlamaWeights
-from app.engines.scripted import ScriptedEngine
+from pydantic import ValidationError
+
+from app.engines.base import Engine, EngineError
+from app.engines.factory import MB, EngineFactory, WeightsError, check_weights, estimate_memory, resolve_kind
+from app.engines.llamacpp import CpuBudget
 from app.modelspec import ModelSpec
+from app.store.db import Store
 
 log = logging.getLogger(__name__)
 
 State = Literal["active", "paused", "down"]
+STATES = ("active", "paused", "down")
+
+
+@dataclass
+class ModelStats:
+    requests: int = 0
+    errors: int = 0
+    tokens: int = 0
+    busy_seconds: float = 0.0
+    running: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.busy_seconds if self.busy_seconds > 0 else 0.0
 
 
 @dataclass
@@ -28,7 +51,9 @@ class ModelEntry:
     engine: Engine | None = None
     state: State = "active"
     error: str = ""
+    memory: int = 0
     created: int = field(default_factory=lambda: int(time.time()))
+    stats: ModelStats = field(default_factory=ModelStats)
 
     @property
     def id(self) -> str:
@@ -41,20 +66,65 @@ class ModelEntry:
     @property
     def engine_kind(self) -> str:
         """The engine actually serving this model (``auto`` resolved)."""
-        return self.engine.kind if self.engine is not None else self.spec.engine
+        return self.engine.kind if self.engine is not None else resolve_kind(self.spec)
+
+    def describe(self) -> dict[str, Any]:
+        engine_stats = self.engine.stats() if self.engine is not None else {}
+        return {
+            "id": self.id,
+            "name": self.spec.display_name,
+            "engine": self.engine_kind,
+            "state": self.state,
+            "loaded": self.loaded,
+            "error": self.error or None,
+            "weight": self.spec.weight,
+            "memory_mb": round(self.memory / MB, 1),
+            "queue_depth": int(engine_stats.get("queue_depth", 0)),
+            "running": self.stats.running,
+            "requests": self.stats.requests,
+            "errors": self.stats.errors,
+            "tokens_per_second": round(self.stats.tokens_per_second, 1),
+            "capabilities": {
+                "streaming": self.engine.streams if self.engine else True,
+                "vision": self.engine.vision if self.engine else False,
+                "max_context": self.engine.max_context if self.engine else self.spec.context_length,
+            },
+            "metadata": self.spec.metadata.model_dump(),
+            "spec": self.spec.model_dump(exclude_defaults=True),
+        }
 
 
 class UnknownModel(KeyError):
     pass
 
 
+class RegistryError(ValueError):
+    """A runtime change that was refused; the registry is unchanged. ``status`` for HTTP."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
 class Registry:
-    def __init__(self, *, budget: CpuBudget, parallel: int = 2, max_queue: int = 16) -> None:
-        self.budget = budget
+    def __init__(
+        self,
+        *,
+        budget: CpuBudget,
+        parallel: int = 2,
+        max_queue: int = 16,
+        model_dirs: list[Path] | None = None,
+        memory_budget: int = 0,
+        keep_alive: float = 0.0,
+    ) -> None:
+        self.factory = EngineFactory(budget, parallel=parallel, max_queue=max_queue)
         self.parallel = parallel
-        self.max_queue = max_queue
+        self.model_dirs = model_dirs or []
+        self.memory_budget = memory_budget
+        self.keep_alive = keep_alive
         self.entries: dict[str, ModelEntry] = {}
-        self._weights: dict[str, LlamaWeights] = {}
+        self.store: Store | None = None
         self._lock = asyncio.Lock()
 
     # -- reading ------------------------------------------------------------------------------
@@ -69,93 +139,199 @@ class Registry:
         return list(self.entries.values())
 
     def servable(self) -> list[ModelEntry]:
-        """Models that can answer now: loaded and not down."""
-        return [e for e in self.entries.values() if e.loaded and e.state != "down"]
+        """Models that can answer: not down, and loaded or loadable on demand."""
+        return [e for e in self.entries.values() if e.state != "down" and (e.loaded or not e.error)]
 
     @property
     def ready(self) -> bool:
         return bool(self.entries) and all(
-            e.loaded or e.state != "active" for e in self.entries.values()
+            e.loaded or e.state != "active" or self.keep_alive for e in self.entries.values()
         )
+
+    def memory_in_use(self) -> int:
+        return sum(e.memory for e in self.entries.values() if e.loaded)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self, specs: list[ModelSpec]) -> None:
-        """Register and load every spec, one after another (a failure marks that model down)."""
-        for spec in specs:
-            self.entries[spec.id] = ModelEntry(spec)
-        for spec in specs:
-            await self.load(spec.id)
+    async def start(self, specs: list[ModelSpec], store: Store | None = None) -> None:
+        """Register the file's specs merged with the stored runtime changes, then load them one
+        after another (a model that fails to load is marked down; the arena goes on)."""
+        self.store = store
+        merged = {s.id: (s, "active") for s in specs}
+        if store is not None:
+            for row in await store.fetchall("SELECT * FROM registry ORDER BY updated"):
+                if row["removed"]:
+                    merged.pop(row["id"], None)
+                    continue
+                try:
+                    spec = ModelSpec.model_validate_json(row["spec"]) if row["spec"] else merged[row["id"]][0]
+                except (ValidationError, KeyError):
+                    log.warning("ignoring unusable stored change for model %s", row["id"])
+                    continue
+                merged[row["id"]] = (spec, row["state"] or "active")
+        for spec, state in merged.values():
+            self.entries[spec.id] = ModelEntry(spec, state=state)  # type: ignore[arg-type]
+        for entry in list(self.entries.values()):
+            await self.load(entry.id)
 
-    async def load(self, model_id: str) -> ModelEntry:
+    async def load(self, model_id: str, *, strict: bool = False) -> ModelEntry:
+        """Load a model now. A failure marks it down, or with ``strict`` raises RegistryError."""
         entry = self.get(model_id)
         async with self._lock:
-            if entry.engine is None:
-                try:
-                    entry.engine = await self._build(entry.spec)
-                    entry.error = ""
-                    if entry.state == "down":
-                        entry.state = "active"
-                except Exception as exc:  # noqa: BLE001 - a broken model must not stop the arena
-                    log.error("model %s failed to load: %s", model_id, exc)
-                    entry.state, entry.error = "down", str(exc)
+            if entry.engine is not None:
+                return entry
+            try:
+                path = await asyncio.to_thread(entry.spec.resolved_weights) if entry.spec.weights else ""
+                need = 0 if (path and self.factory.shares_weights(path)) else (
+                    estimate_memory(entry.spec, path, self.parallel) if path else 0
+                )
+                self._check_budget(entry, need)
+                entry.engine = await self.factory.build(entry.spec, path, self._n_ctx(entry.spec))
+                entry.memory, entry.error = need, ""
+                entry.stats.last_used = time.monotonic()
+                if entry.state == "down":
+                    entry.state = "active"
+            except Exception as exc:  # noqa: BLE001 - a broken model must not stop the arena
+                message = str(exc) or type(exc).__name__
+                log.error("model %s failed to load: %s", model_id, message)
+                if strict:
+                    status = exc.status if isinstance(exc, RegistryError) else 400
+                    raise RegistryError(f"could not load {model_id}: {message}", status) from exc
+                entry.state, entry.error = "down", message
         return entry
 
-    async def unload(self, model_id: str) -> None:
+    def _n_ctx(self, spec: ModelSpec) -> int:
+        same = [e.spec.context_length for e in self.entries.values() if e.spec.weights == spec.weights]
+        return max([spec.context_length, *same])
+
+    def _check_budget(self, entry: ModelEntry, need: int) -> None:
+        if not self.memory_budget or not need:
+            return
+        used = self.memory_in_use()
+        if used + need > self.memory_budget:
+            raise RegistryError(
+                f"not enough memory to load {entry.id}: it needs about {need // MB} MB, and "
+                f"{used // MB} MB of the {self.memory_budget // MB} MB memory budget are in use",
+                507,
+            )
+
+    async def unload(self, model_id: str) -> ModelEntry:
         entry = self.get(model_id)
         async with self._lock:
             engine, entry.engine = entry.engine, None
+            entry.memory = 0
             if engine is not None:
                 await engine.close()
-            self._drop_unused_weights()
+            self.factory.release_unused([e.engine for e in self.entries.values() if e.engine])
+        return entry
+
+    async def ensure_loaded(self, model_id: str) -> ModelEntry:
+        entry = self.get(model_id)
+        if entry.engine is None and entry.state != "down":
+            await self.load(model_id)
+        return entry
+
+    async def reap_idle(self) -> list[str]:
+        """Unload models idle for longer than the keep-alive; returns their ids."""
+        if not self.keep_alive:
+            return []
+        now = time.monotonic()
+        idle = [
+            e.id for e in self.entries.values()
+            if e.loaded and e.stats.running == 0 and now - e.stats.last_used > self.keep_alive
+        ]
+        for model_id in idle:
+            log.info("unloading %s after %.0f s idle", model_id, self.keep_alive)
+            await self.unload(model_id)
+        return idle
 
     async def close(self) -> None:
         for entry in self.entries.values():
             if entry.engine is not None:
                 await entry.engine.close()
                 entry.engine = None
-        for weights in self._weights.values():
-            weights.close()
-        self._weights.clear()
+        self.factory.close()
 
-    # -- building engines ---------------------------------------------------------------------
+    # -- runtime changes (admin) --------------------------------------------------------------
 
-    async def _build(self, spec: ModelSpec) -> Engine:
-        if spec.engine == "scripted":
-            return ScriptedEngine(spec.script or None, max_context=spec.context_length)
-        if spec.engine == "llama.cpp":
-            return await self._build_llamacpp(spec)
-        raise ValueError(f"engine {spec.engine!r} is not available in this build")
+    async def add(self, spec: ModelSpec) -> ModelEntry:
+        if spec.id in self.entries:
+            raise RegistryError(f"a model with id {spec.id!r} already exists", 409)
+        try:
+            check_weights(spec, self.model_dirs)
+        except WeightsError as exc:
+            raise RegistryError(str(exc)) from None
+        entry = ModelEntry(spec)
+        self.entries[spec.id] = entry
+        try:
+            await self.load(spec.id, strict=True)
+        except RegistryError:
+            del self.entries[spec.id]
+            raise
+        await self._persist(entry)
+        return entry
 
-    async def _build_llamacpp(self, spec: ModelSpec) -> Engine:
-        path = await asyncio.to_thread(spec.resolved_weights)
-        weights = self._weights.get(path)
-        if weights is None:
-            n_ctx = max(
-                s.context_length
-                for s in (e.spec for e in self.entries.values())
-                if s.engine == "llama.cpp" and s.weights == spec.weights
+    async def update(self, model_id: str, changes: dict[str, Any]) -> ModelEntry:
+        entry = self.get(model_id)
+        if "id" in changes and changes["id"] != model_id:
+            raise RegistryError("a model's id cannot change")
+        merged = entry.spec.model_dump() | changes
+        for key in ("defaults", "metadata"):
+            if isinstance(changes.get(key), dict):
+                merged[key] = entry.spec.model_dump()[key] | changes[key]
+        try:
+            spec = ModelSpec.model_validate(merged)
+        except ValidationError as exc:
+            raise RegistryError(f"invalid model: {exc.errors(include_url=False)[0]['msg']}") from None
+        engine_fields = ("engine", "weights", "chat_format", "context_length", "base_url", "api_key_env", "remote_model")
+        reload = any(getattr(spec, f) != getattr(entry.spec, f) for f in engine_fields)
+        if reload:
+            try:
+                check_weights(spec, self.model_dirs)
+            except WeightsError as exc:
+                raise RegistryError(str(exc)) from None
+        old = entry.spec
+        entry.spec = spec
+        if reload and entry.loaded:
+            await self.unload(model_id)
+            try:
+                await self.load(model_id, strict=True)
+            except RegistryError:
+                entry.spec = old
+                await self.load(model_id)
+                raise
+        await self._persist(entry)
+        return entry
+
+    async def set_state(self, model_id: str, state: str) -> ModelEntry:
+        if state not in STATES:
+            raise RegistryError(f"state must be one of {', '.join(STATES)}")
+        entry = self.get(model_id)
+        entry.state = state  # type: ignore[assignment]
+        await self._persist(entry)
+        return entry
+
+    async def remove(self, model_id: str) -> None:
+        entry = self.get(model_id)
+        await self.unload(model_id)
+        del self.entries[model_id]
+        await self._persist(entry, removed=True)
+
+    async def _persist(self, entry: ModelEntry, removed: bool = False) -> None:
+        if self.store is None:
+            return
+        spec_json = entry.spec.model_dump_json()
+        state, now = entry.state, time.time()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO registry (id, spec, state, removed, updated) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, state = excluded.state,"
+                " removed = excluded.removed, updated = excluded.updated",
+                (entry.id, spec_json, state, int(removed), now),
             )
-            weights = LlamaWeights(path, n_ctx=n_ctx)
-            await asyncio.to_thread(weights.load)
-            self._weights[path] = weights
-        engine = LlamaCppEngine(
-            weights,
-            self.budget,
-            chat_format=spec.chat_format,
-            parallel=self.parallel,
-            max_queue=self.max_queue,
-        )
-        engine.max_context = min(spec.context_length, weights.n_ctx)
-        return engine
 
-    def _drop_unused_weights(self) -> None:
-        used = {
-            id(e.engine.weights)
-            for e in self.entries.values()
-            if isinstance(e.engine, LlamaCppEngine)
-        }
-        for path, weights in list(self._weights.items()):
-            if id(weights) not in used:
-                weights.close()
-                del self._weights[path]
+        await self.store.write(write)
+
+
+__all__ = ["EngineError", "ModelEntry", "Registry", "RegistryError", "UnknownModel"]

@@ -6,6 +6,8 @@ close in its ``finally``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from pathlib import Path
@@ -24,12 +26,13 @@ from litestar.template.config import TemplateConfig
 from app import views
 from app.arena.service import Arena, Limits
 from app.arena.visitors import RateLimiter, parse_rate
+from app.engines.factory import MB, memory_total
 from app.engines.llamacpp import CpuBudget
 from app.errors import APIError, from_status
 from app.metrics import Metrics
 from app.modelspec import load_models
 from app.registry import Registry
-from app.routes import arena_api, health, openai, pages
+from app.routes import admin, arena_api, health, openai, pages
 from app.store.db import Store
 from app.settings import Settings
 
@@ -72,13 +75,38 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return _error_response(request, APIError(500, "The server had an error.", "server_error"))
 
 
+async def reaper(registry: Registry) -> None:
+    """Unload idle models when a keep-alive is set."""
+    while registry.keep_alive:
+        await asyncio.sleep(min(5.0, registry.keep_alive / 2))
+        await registry.reap_idle()
+
+
+@asynccontextmanager
+async def background(coro: Any) -> AsyncIterator[None]:
+    task = asyncio.create_task(coro)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 STATIC = Path(__file__).parent / "static"
 static_files = create_static_files_router(path="/static", directories=[STATIC], name="static")
 
 
 def create_app(settings: Settings) -> Litestar:
     budget = CpuBudget(settings.threads or None)
-    registry = Registry(budget=budget, parallel=settings.parallel, max_queue=settings.max_queue)
+    registry = Registry(
+        budget=budget,
+        parallel=settings.parallel,
+        max_queue=settings.max_queue,
+        model_dirs=[Path(d) for d in settings.model_dir],
+        memory_budget=settings.memory_budget_mb * MB or int(memory_total() * 0.85),
+        keep_alive=settings.keep_alive,
+    )
     metrics = Metrics()
     store = Store(settings.db)
     secret = settings.secret or secrets.token_hex(32)
@@ -102,15 +130,16 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
             await store.open()
-            await registry.start(load_models(settings.models))
-            yield
+            await registry.start(load_models(settings.models), store)
+            async with background(reaper(registry)):
+                yield
         finally:
             await app.state.arena.close()
             await registry.close()
             await store.close()
 
     return Litestar(
-        route_handlers=[openai.router, arena_api.router, *pages.route_handlers, *health.route_handlers, static_files],
+        route_handlers=[openai.router, arena_api.router, admin.api_router, *admin.page_handlers, *pages.route_handlers, *health.route_handlers, static_files],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(views.environment())),
         csrf_config=CSRFConfig(secret=secret, exclude=["^/v1/", "^/api/", "^/health", "^/ready", "^/metrics"], cookie_samesite="strict"),
         state=state,

@@ -29,9 +29,10 @@ class Started:
     rest: AsyncGenerator[Delta, None]
 
 
-def resolve(models: Registry, model_id: str) -> ModelEntry:
+async def resolve(models: Registry, model_id: str) -> ModelEntry:
+    """The model's entry, loaded (on demand after a keep-alive unload), or an APIError."""
     try:
-        entry = models.get(model_id)
+        entry = await models.ensure_loaded(model_id)
     except UnknownModel:
         raise model_not_found(model_id) from None
     if entry.engine is None or entry.state == "down":
@@ -48,8 +49,11 @@ def resolve(models: Registry, model_id: str) -> ModelEntry:
 
 
 async def _measured(
-    metrics: Metrics, model_id: str, gen: AsyncGenerator[Delta, None], started: float
+    metrics: Metrics, entry: ModelEntry, gen: AsyncGenerator[Delta, None], started: float
 ) -> AsyncGenerator[Delta, None]:
+    model_id, stats = entry.id, entry.stats
+    stats.requests += 1
+    stats.running += 1
     last: Delta | None = None
     try:
         async for delta in gen:
@@ -57,9 +61,18 @@ async def _measured(
                 metrics.ttft.labels(model_id).observe(time.perf_counter() - started)
             last = delta
             yield delta
+    except (ContextLengthExceeded, EngineOverloaded):
+        raise
+    except EngineError:
+        stats.errors += 1
+        raise
     finally:
+        stats.running -= 1
+        stats.last_used = time.monotonic()
         await gen.aclose()
         if last is not None:
+            stats.tokens += last.completion_tokens
+            stats.busy_seconds += time.perf_counter() - started
             metrics.count_tokens(model_id, last.prompt_tokens, last.completion_tokens)
             if last.finish_reason is None or last.finish_reason == "abort":
                 metrics.aborts.labels(model_id).inc()
@@ -69,9 +82,9 @@ async def start(
     models: Registry, metrics: Metrics, model_id: str, request: GenerationRequest
 ) -> Started:
     """Resolve the model, start generating and wait for the first delta."""
-    entry = resolve(models, model_id)
+    entry = await resolve(models, model_id)
     assert entry.engine is not None
-    gen = _measured(metrics, model_id, entry.engine.generate(request), time.perf_counter())
+    gen = _measured(metrics, entry, entry.engine.generate(request), time.perf_counter())
     try:
         first = await anext(gen)
     except ContextLengthExceeded as exc:

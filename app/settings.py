@@ -50,6 +50,16 @@ class Settings(BaseModel):
     generation_timeout: float = Field(
         300.0, gt=0, description="Seconds one battle answer may take before it fails."
     )
+    model_dir: list[str] = Field(
+        default_factory=lambda: ["models"],
+        description="Folders that runtime-added weights must lie in (repeat the flag).",
+    )
+    memory_budget_mb: int = Field(
+        0, ge=0, description="RAM for loaded models in MB; 0 means 85% of physical memory."
+    )
+    keep_alive: float = Field(
+        0.0, ge=0, description="Seconds an idle model stays loaded; 0 keeps models loaded."
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
 

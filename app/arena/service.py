@@ -75,9 +75,9 @@ class Arena:
             raise ArenaError(400, "The prompt may not contain NUL bytes.")
         return prompt
 
-    def _check_model(self, model_id: str) -> None:
+    async def _check_model(self, model_id: str) -> None:
         try:
-            serving.resolve(self.models, model_id)
+            await serving.resolve(self.models, model_id)
         except APIError as exc:
             raise ArenaError(exc.status if exc.status != 404 else 400, exc.message) from None
 
@@ -95,12 +95,12 @@ class Arena:
             if not models or len(models) != 2 or models[0] == models[1]:
                 raise ArenaError(400, "Pick two different models.")
             for m in models:
-                self._check_model(m)
+                await self._check_model(m)
             sides, prob = {"a": models[0], "b": models[1]}, 1.0
         elif mode == "direct":
             if not models or len(models) != 1:
                 raise ArenaError(400, "Pick one model.")
-            self._check_model(models[0])
+            await self._check_model(models[0])
             sides, prob = {"a": models[0]}, 1.0
         else:
             raise ArenaError(400, "mode must be anony, named or direct")
@@ -150,7 +150,7 @@ class Arena:
         ttft: float | None = None
         prompt_tokens = completion_tokens = 0
         try:
-            entry = serving.resolve(self.models, state.model)
+            entry = await serving.resolve(self.models, state.model)
             defaults = entry.spec.defaults
             request = GenerationRequest(
                 request_id=f"{battle.id}-{turn.number}-{side}",

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath
 from litestar.response import Stream
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -89,7 +90,7 @@ async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[s
 
 
 @post("/battles/{battle_id:str}/messages", status_code=201)
-async def add_message(battle_id: str, request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     body = _parse(MessageBody, await request.body())
     arena: Arena = state.arena
     battle = await _call(arena.add_turn(battle_id, body.prompt))
@@ -101,7 +102,7 @@ async def add_message(battle_id: str, request: Request[Any, Any, Any], state: St
 
 
 @post("/battles/{battle_id:str}/vote", status_code=200)
-async def vote(battle_id: str, request: Request[Any, Any, Any], state: State) -> dict[str, str]:
+async def vote(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, str]:
     body = _parse(VoteBody, await request.body())
     ip, voter = visitor(request, state)
     limit(state, "vote", ip)
@@ -110,7 +111,7 @@ async def vote(battle_id: str, request: Request[Any, Any, Any], state: State) ->
 
 
 @get("/battles/{battle_id:str}")
-async def battle_state(battle_id: str, state: State) -> dict[str, Any]:
+async def battle_state(battle_id: FromPath[str], state: State) -> dict[str, Any]:
     battle: LiveBattle = await _call(state.arena.get(battle_id))
     reveal = battle.voted or battle.mode != "anony"
     return {
@@ -143,7 +144,7 @@ def last_event_id(request: Request[Any, Any, Any]) -> int | None:
 
 
 @get("/battles/{battle_id:str}/events")
-async def battle_events(battle_id: str, request: Request[Any, Any, Any], state: State) -> Stream:
+async def battle_events(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Stream:
     arena: Arena = state.arena
     await _call(arena.get(battle_id))
     resume = last_event_id(request)

@@ -103,7 +103,7 @@ def _generation(req: schema._Sampling, entry: serving.ModelEntry, max_tokens: in
 async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any] | Stream:
     req = schema.parse(schema.ChatCompletionRequest, await request.body())
     _log_unknown(req)
-    entry = serving.resolve(state.models, req.model)
+    entry = await serving.resolve(state.models, req.model)
     gen = _generation(req, entry, req.token_limit(), messages=req.chat_messages())
     return await _respond(state, req, gen, chat=True)
 
@@ -112,7 +112,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
 async def completions(request: Request[Any, Any, Any], state: State) -> Response[Any] | Stream:
     req = schema.parse(schema.CompletionRequest, await request.body())
     _log_unknown(req)
-    entry = serving.resolve(state.models, req.model)
+    entry = await serving.resolve(state.models, req.model)
     limit = req.max_tokens if req.max_tokens is not None else 16  # OpenAI's default here
     gen = _generation(req, entry, limit, prompt=req.prompt_text())
     gen.max_tokens_explicit = req.max_tokens is not None

@@ -12,6 +12,7 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath
 from litestar.response import Stream, Template
 
 from app.arena.live import Event, LiveBattle
@@ -100,7 +101,7 @@ async def chat_page(request: Request[Any, Any, Any], state: State) -> Template:
 
 
 @get("/battle/{battle_id:str}")
-async def show_battle(battle_id: str, request: Request[Any, Any, Any], state: State) -> Template | Response[str]:
+async def show_battle(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Template | Response[str]:
     try:
         battle = await _act(state.arena.get(battle_id))
     except _Flash as f:
@@ -135,13 +136,13 @@ async def _mutate(request: Request[Any, Any, Any], state: State, action: Any) ->
 
 
 @post("/battle/{battle_id:str}/turn", status_code=200)
-async def next_turn(battle_id: str, request: Request[Any, Any, Any], state: State) -> Response[str]:
+async def next_turn(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
     form = await request.form()
     return await _mutate(request, state, state.arena.add_turn(battle_id, str(form.get("prompt") or "")))
 
 
 @post("/battle/{battle_id:str}/stop", status_code=200)
-async def stop(battle_id: str, state: State) -> Response[str]:
+async def stop(battle_id: FromPath[str], state: State) -> Response[str]:
     """Stops both sides; the answers so far arrive as their final SSE events."""
     try:
         await _act(state.arena.stop(battle_id))
@@ -151,12 +152,12 @@ async def stop(battle_id: str, state: State) -> Response[str]:
 
 
 @post("/battle/{battle_id:str}/regenerate", status_code=200)
-async def regenerate(battle_id: str, request: Request[Any, Any, Any], state: State) -> Response[str]:
+async def regenerate(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
     return await _mutate(request, state, state.arena.regenerate(battle_id))
 
 
 @post("/battle/{battle_id:str}/vote", status_code=200)
-async def vote(battle_id: str, request: Request[Any, Any, Any], state: State) -> Response[str]:
+async def vote(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
     form = await request.form()
     arena: Arena = state.arena
     ip, voter = visitor(request, state)
@@ -171,7 +172,7 @@ async def vote(battle_id: str, request: Request[Any, Any, Any], state: State) ->
 
 
 @post("/battle/{battle_id:str}/feedback", status_code=200)
-async def feedback(battle_id: str, request: Request[Any, Any, Any], state: State) -> Response[str]:
+async def feedback(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
     form = await request.form()
     kind = str(form.get("kind") or "")
     raw_id = str(form.get("message_id") or "")
@@ -196,7 +197,7 @@ def _sse(name: str, html: str, event_id: int | None) -> bytes:
 
 
 @get("/battle/{battle_id:str}/events")
-async def events(battle_id: str, request: Request[Any, Any, Any], state: State) -> Stream | Response[str]:
+async def events(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Stream | Response[str]:
     arena: Arena = state.arena
     try:
         battle = await _act(arena.get(battle_id))

@@ -1,0 +1,174 @@
+"""Building engines from model specs: ``auto`` resolution, weight checks, memory estimates, and
+one set of llama.cpp weights shared by every entry on the same GGUF file."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from pathlib import Path
+
+from app.engines.base import Engine, EngineError
+from app.engines.llamacpp import CpuBudget, LlamaCppEngine, LlamaWeights
+from app.engines.scripted import ScriptedEngine
+from app.modelspec import BUNDLED_PREFIX, ModelSpec
+
+GGUF_MAGIC = b"GGUF"
+MB = 1024 * 1024
+
+
+class WeightsError(ValueError):
+    """Weights that are missing, not a model, or outside the allowed folders."""
+
+
+def is_gguf(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
+
+
+def is_hf_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def check_weights(spec: ModelSpec, allowed_dirs: list[Path] | None) -> None:
+    """Refuse weights that don't exist, aren't a model, or lie outside ``allowed_dirs``."""
+    if spec.engine in ("remote", "scripted") or spec.weights.startswith(BUNDLED_PREFIX):
+        return
+    if not spec.weights:
+        raise WeightsError(f"model {spec.id!r} needs a weights path")
+    path = Path(spec.weights).resolve()
+    if allowed_dirs is not None:
+        roots = [d.resolve() for d in allowed_dirs]
+        if not any(path == r or r in path.parents for r in roots):
+            folders = ", ".join(str(r) for r in roots) or "(none configured: set --model-dir)"
+            raise WeightsError(f"weights {spec.weights!r} lie outside the model folders: {folders}")
+    if not path.exists():
+        raise WeightsError(f"weights {spec.weights!r} do not exist")
+    if not (is_gguf(path) or is_hf_folder(path)):
+        raise WeightsError(
+            f"weights {spec.weights!r} are not a model (expected a .gguf file or a folder with "
+            "config.json and *.safetensors)"
+        )
+
+
+def cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_kind(spec: ModelSpec) -> str:
+    """The engine ``auto`` stands for: llama.cpp for GGUF, vLLM for HF weights with CUDA and
+    vllm installed, transformers otherwise."""
+    if spec.engine != "auto":
+        return spec.engine
+    weights = spec.weights
+    if weights.startswith(BUNDLED_PREFIX) or weights.endswith(".gguf") or is_gguf(Path(weights)):
+        return "llama.cpp"
+    if importlib.util.find_spec("vllm") is not None and cuda_available():
+        return "vllm"
+    return "transformers"
+
+
+def estimate_memory(spec: ModelSpec, path: str, parallel: int) -> int:
+    """Bytes of RAM a model will take: weights plus its contexts (a rough, safe estimate)."""
+    kind = resolve_kind(spec)
+    if kind in ("remote", "scripted", "vllm"):  # vLLM lives on the GPU and sizes itself
+        return 0
+    p = Path(path)
+    size = p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.glob("*.safetensors"))
+    if kind == "llama.cpp":
+        return int(size * 1.1) + parallel * 160 * MB
+    return size * 2 + 256 * MB  # transformers on CPU upcasts 16-bit weights to float32
+
+
+class EngineFactory:
+    def __init__(self, budget: CpuBudget, *, parallel: int, max_queue: int) -> None:
+        self.budget = budget
+        self.parallel = parallel
+        self.max_queue = max_queue
+        self._weights: dict[str, LlamaWeights] = {}
+
+    async def build(self, spec: ModelSpec, path: str, n_ctx: int) -> Engine:
+        kind = resolve_kind(spec)
+        if kind == "scripted":
+            return ScriptedEngine(spec.script or None, max_context=spec.context_length)
+        if kind == "llama.cpp":
+            return await self._llamacpp(spec, path, n_ctx)
+        if kind == "transformers":
+            from app.engines.transformers import TransformersEngine
+
+            engine = TransformersEngine(path, max_context=spec.context_length)
+            await asyncio.to_thread(engine.load)
+            return engine
+        if kind == "vllm":
+            from app.engines.vllm import VLLMEngine
+
+            vllm = VLLMEngine(path, max_model_len=spec.context_length)
+            await vllm.start()
+            return vllm
+        if kind == "remote":
+            from app.engines.remote import RemoteEngine
+
+            if not spec.base_url or not spec.remote_model:
+                raise EngineError(f"remote model {spec.id!r} needs base_url and remote_model")
+            remote = RemoteEngine(
+                spec.base_url, spec.remote_model, api_key_env=spec.api_key_env or None,
+                max_context=spec.context_length,
+            )
+            try:
+                await remote.check()
+            except Exception:
+                await remote.close()
+                raise
+            return remote
+        raise EngineError(f"unknown engine {kind!r}")
+
+    async def _llamacpp(self, spec: ModelSpec, path: str, n_ctx: int) -> Engine:
+        weights = self._weights.get(path)
+        if weights is None:
+            weights = LlamaWeights(path, n_ctx=n_ctx)
+            await asyncio.to_thread(weights.load)
+            self._weights[path] = weights
+        engine = LlamaCppEngine(
+            weights, self.budget, chat_format=spec.chat_format, parallel=self.parallel,
+            max_queue=self.max_queue,
+        )
+        engine.max_context = min(spec.context_length, weights.n_ctx)
+        return engine
+
+    def shares_weights(self, path: str) -> bool:
+        return path in self._weights
+
+    def release_unused(self, engines: list[Engine]) -> None:
+        used = {id(e.weights) for e in engines if isinstance(e, LlamaCppEngine)}
+        for path, weights in list(self._weights.items()):
+            if id(weights) not in used:
+                weights.close()
+                del self._weights[path]
+
+    def close(self) -> None:
+        for weights in self._weights.values():
+            weights.close()
+        self._weights.clear()
+
+
+def memory_total() -> int:
+    """Physical RAM in bytes (from /proc/meminfo; a large default where it cannot be read)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 16 * 1024 * MB
+
+
+def default_model_dirs() -> list[Path]:
+    return [Path(os.getcwd()) / "models"]

@@ -1,0 +1,144 @@
+"""The runtime registry and admin API, in-process over scripted engines."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from app.engines.llamacpp import CpuBudget
+from app.modelspec import ModelSpec
+from app.registry import Registry, RegistryError
+
+TOKEN = {"Authorization": "Bearer admin-secret"}
+
+
+@pytest.fixture
+async def admin(make_app, tmp_path: Path):
+    (tmp_path / "models").mkdir()
+    app = make_app(admin_token="admin-secret", model_dir=[str(tmp_path / "models")])
+    async with AsyncTestClient(app) as c:
+        yield c
+
+
+def _scripted(model_id: str, **kw: object) -> dict[str, object]:
+    return {"id": model_id, "name": f"Runtime {model_id}", "engine": "scripted", "script": ["Runtime answer."], **kw}
+
+
+async def test_every_admin_route_needs_the_token(admin: AsyncTestClient) -> None:
+    routes = [
+        (method, re.sub(r"\{(\w+):str\}", "x", route.path))
+        for route in admin.app.routes
+        if route.path.startswith(("/api/v1/admin", "/admin/models"))
+        for method in sorted(route.methods - {"OPTIONS", "HEAD"})
+    ]
+    assert len(routes) >= 6
+    await admin.get("/")  # a CSRF cookie, so that the page routes get as far as the token check
+    csrf = {"x-csrftoken": admin.cookies["csrftoken"]}
+    for method, path in routes:
+        for headers in (csrf, {**csrf, "Authorization": "Bearer wrong"}):
+            r = await admin.request(method, path, headers=headers)
+            assert r.status_code == 401, (method, path, r.text)
+
+
+async def test_admin_is_off_without_a_token(client: AsyncTestClient) -> None:
+    r = await client.get("/api/v1/admin/models", headers=TOKEN)
+    assert r.status_code == 401 and "Admin is off" in r.json()["error"]["message"]
+
+
+async def test_add_battle_pause_unload_reload(admin: AsyncTestClient) -> None:
+    r = await admin.post("/api/v1/admin/models", json=_scripted("gamma", weight=5.0), headers=TOKEN)
+    assert r.status_code == 201, r.text
+    assert r.json()["engine"] == "scripted" and r.json()["loaded"]
+    ids = [m["id"] for m in (await admin.get("/v1/models")).json()["data"]]
+    assert "gamma" in ids
+    arena = admin.app.state.arena
+    assert "gamma" in {m for m, _ in arena.eligible()}
+    battle = await admin.post("/api/v1/battles", json={"prompt": "hi", "mode": "named", "models": ["gamma", "alpha"], "wait": True})
+    assert battle.json()["turns"][0]["a"]["text"] == "Runtime answer."
+
+    assert (await admin.post("/api/v1/admin/models/gamma/pause", headers=TOKEN)).json()["state"] == "paused"
+    assert "gamma" not in {m for m, _ in arena.eligible()}
+    assert (await admin.post("/api/v1/admin/models/gamma/unload", headers=TOKEN)).json()["loaded"] is False
+    assert (await admin.post("/api/v1/admin/models/gamma/load", headers=TOKEN)).json()["loaded"] is True
+    assert (await admin.post("/api/v1/admin/models/gamma/resume", headers=TOKEN)).json()["state"] == "active"
+    r = await admin.patch("/api/v1/admin/models/gamma", json={"weight": 0.5, "metadata": {"license": "MIT"}}, headers=TOKEN)
+    assert r.json()["weight"] == 0.5 and r.json()["metadata"]["license"] == "MIT"
+    listing = (await admin.get("/api/v1/admin/models", headers=TOKEN)).json()["models"]
+    assert {m["id"]: m["state"] for m in listing}["gamma"] == "active"
+    assert {"queue_depth", "memory_mb", "tokens_per_second", "errors", "engine"} <= set(listing[0])
+    assert (await admin.delete("/api/v1/admin/models/gamma", headers=TOKEN)).status_code == 200
+    assert "gamma" not in [m["id"] for m in (await admin.get("/v1/models")).json()["data"]]
+
+
+async def test_runtime_changes_survive_a_restart(make_app, tmp_path: Path) -> None:
+    app = make_app(admin_token="admin-secret")
+    async with AsyncTestClient(app) as c:
+        assert (await c.post("/api/v1/admin/models", json=_scripted("gamma"), headers=TOKEN)).status_code == 201
+        assert (await c.post("/api/v1/admin/models/alpha/pause", headers=TOKEN)).status_code == 200
+        assert (await c.delete("/api/v1/admin/models/beta", headers=TOKEN)).status_code == 200
+    async with AsyncTestClient(make_app(admin_token="admin-secret")) as c:
+        states = {m["id"]: m["state"] for m in (await c.get("/api/v1/admin/models", headers=TOKEN)).json()["models"]}
+        assert states == {"alpha": "paused", "gamma": "active"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "needle"),
+    [
+        (_scripted("alpha"), 409, "already exists"),
+        ({"id": "x", "engine": "llama.cpp", "weights": "/etc/passwd"}, 400, "outside the model folders"),
+        ({"id": "x", "engine": "llama.cpp", "weights": "MODELS/../../etc/passwd"}, 400, "outside the model folders"),
+        ({"id": "x", "engine": "llama.cpp", "weights": "MODELS/missing.gguf"}, 400, "do not exist"),
+        ({"id": "x", "engine": "llama.cpp", "weights": "MODELS/notes.txt"}, 400, "not a model"),
+        ({"id": "x", "engine": "remote", "base_url": "http://127.0.0.1:9/v1", "remote_model": "m"}, 400, "could not load"),
+        ({"id": "x", "engine": "remote", "base_url": "http://127.0.0.1:9/v1", "remote_model": "m", "api_key_env": "ARENA_TEST_UNSET_KEY"}, 400, "ARENA_TEST_UNSET_KEY"),
+        ({"id": "bad id!", "engine": "scripted"}, 400, "id"),
+        ({"id": "x", "engine": "warp-drive"}, 400, "engine"),
+    ],
+)
+async def test_bad_additions_leave_the_registry_unchanged(admin: AsyncTestClient, tmp_path: Path, spec, status, needle) -> None:
+    (tmp_path / "models" / "notes.txt").write_text("not weights")
+    spec = {k: (v.replace("MODELS", str(tmp_path / "models")) if isinstance(v, str) else v) for k, v in spec.items()}
+    before = [m["id"] for m in (await admin.get("/api/v1/admin/models", headers=TOKEN)).json()["models"]]
+    r = await admin.post("/api/v1/admin/models", json=spec, headers=TOKEN)
+    assert r.status_code == status, r.text
+    assert needle in r.json()["error"]["message"]
+    after = [m["id"] for m in (await admin.get("/api/v1/admin/models", headers=TOKEN)).json()["models"]]
+    assert after == before
+
+
+async def test_memory_budget_refuses_a_load(tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    fake = folder / "big.gguf"
+    fake.write_bytes(b"GGUF" + bytes(4 * 1024 * 1024))
+    registry = Registry(budget=CpuBudget(1), model_dirs=[folder], memory_budget=64 * 1024 * 1024)
+    with pytest.raises(RegistryError, match="not enough memory to load big") as info:
+        await registry.add(ModelSpec(id="big", engine="llama.cpp", weights=str(fake)))
+    assert info.value.status == 507
+    assert registry.list() == []
+
+
+async def test_keep_alive_unloads_idle_models_and_reloads_on_demand(make_app) -> None:
+    async with AsyncTestClient(make_app(keep_alive=30)) as c:
+        registry = c.app.state.models
+        registry.get("alpha").stats.last_used = time.monotonic() - 60
+        assert await registry.reap_idle() == ["alpha"]
+        assert not registry.get("alpha").loaded and registry.get("beta").loaded
+        r = await c.post("/v1/chat/completions", json={"model": "alpha", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200 and registry.get("alpha").loaded
+
+
+async def test_auto_engine_resolution(tmp_path: Path) -> None:
+    from app.engines.factory import resolve_kind
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF....")
+    assert resolve_kind(ModelSpec(id="a", engine="auto", weights=str(gguf))) == "llama.cpp"
+    assert resolve_kind(ModelSpec(id="b", engine="auto", weights="bundled:gemma-3-270m")) == "llama.cpp"
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    assert resolve_kind(ModelSpec(id="c", engine="auto", weights=str(hf))) == "transformers"  # no CUDA here
