@@ -7,7 +7,7 @@ HTMX_SSE_VERSION := 2.2.4
 VENDOR := app/static/vendor
 VENDOR_FILES := $(VENDOR)/htmx-$(HTMX_VERSION).min.js $(VENDOR)/htmx-ext-sse-$(HTMX_SSE_VERSION).min.js
 
-.PHONY: serve test install install-dev static chromium lint fast integration bench
+.PHONY: serve test install install-dev install-gpu static chromium lint fast bench
 
 serve: install static
 	$(BIN)/arena serve
@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 
 install-dev: $(VENV)/.installed-dev
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,hf]'
 	touch $(VENV)/.installed $@
 
 # htmx and its SSE extension from the npm registry, pinned, version in the file name, git-ignored.
@@ -56,3 +56,9 @@ chromium:
 bench: install-dev
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/serving.py
+
+# The CUDA image's install: the gpu extra (vLLM) on top of the CPU install.
+install-gpu: $(VENV)/.installed-gpu
+$(VENV)/.installed-gpu: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e '.[gpu,hf]'
+	touch $(VENV)/.installed $@

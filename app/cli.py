@@ -5,29 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.settings import LIST_FIELDS, Settings, SettingsError, load_settings
-
-
-def _add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
-    for name in names:
-        field = Settings.model_fields[name]
-        flag = "--" + name.replace("-", "_").replace("_", "-")
-        help_text = f"{field.description} [env ARENA_{name.upper()}]"
-        if name in LIST_FIELDS:
-            parser.add_argument(flag, dest=name, action="append", help=help_text)
-        else:
-            parser.add_argument(flag, dest=name, default=None, help=help_text)
-
-
-def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
-    cli = {name: getattr(args, name, None) for name in names}
-    return load_settings(cli, os.environ, args.config)
+from app import cli_data, cli_models
+from app.cli_common import CommandError, add_setting_flags, settings_from
+from app.settings import Settings, SettingsError
 
 
 SERVE_FLAGS = list(Settings.model_fields)
@@ -38,7 +23,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.server import create_app
 
-    settings = _settings(args, SERVE_FLAGS)
+    settings = settings_from(args, SERVE_FLAGS)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -54,39 +39,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    """List configured models, their engine and whether each is loaded (asks a running server
-    when one answers on the configured address, else reads the models file)."""
-    from app.modelspec import load_models
-
-    settings = _settings(args, ["models", "host", "port", "api_key"])
-    loaded = _live_models(settings)
-    rows = [("ID", "NAME", "ENGINE", "STATE")]
-    for spec in load_models(settings.models):
-        live = loaded.get(spec.id)
-        state = live["state"] if live else "not loaded (server not running)"
-        engine = live["engine"] if live else spec.engine
-        rows.append((spec.id, spec.display_name, engine, state))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return 0
-
-
-def _live_models(settings: Settings) -> dict[str, dict[str, str]]:
-    import httpx
-
-    try:
-        r = httpx.get(f"http://{settings.host}:{settings.port}/ready", timeout=2.0)
-        data = r.json()["models"]
-    except Exception:  # noqa: BLE001 - no server running is a normal case
-        return {}
-    return {mid: {"state": state, "engine": ""} for mid, state in data.items()}
-
-
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], list[str], str]] = {
     "serve": (cmd_serve, SERVE_FLAGS, "Start the server."),
-    "models": (cmd_models, ["models", "host", "port", "api_key"], "List the configured models."),
+    "models": (cli_models.run, cli_models.FLAGS, "List models, or add, remove, pause or resume one."),
+    "leaderboard": (cli_data.cmd_leaderboard, cli_data.DB_FLAGS, "Print the leaderboard."),
+    "battles": (cli_data.cmd_battles, cli_data.DB_FLAGS, "Import or export battles (FastChat format)."),
+    "scores": (cli_data.cmd_scores, cli_data.DB_FLAGS, "Import benchmark scores from a CSV file."),
+}
+
+EXTRA_ARGUMENTS = {
+    "models": cli_models.add_arguments,
+    "leaderboard": cli_data.add_leaderboard_arguments,
+    "battles": cli_data.add_battles_arguments,
+    "scores": cli_data.add_scores_arguments,
 }
 
 
@@ -97,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, flags, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--config", type=Path, default=None, help="TOML settings file [env ARENA_CONFIG]")
-        _add_setting_flags(p, flags)
+        add_setting_flags(p, flags)
+        if name in EXTRA_ARGUMENTS:
+            EXTRA_ARGUMENTS[name](p)
     return parser
 
 
@@ -109,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"arena: invalid settings: {exc}", file=sys.stderr)
         return 2
+    except CommandError as exc:
+        print(f"arena: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,7 +31,9 @@ from app.errors import APIError, from_status
 from app.metrics import Metrics
 from app.modelspec import load_models
 from app.registry import Registry
-from app.routes import admin, arena_api, health, openai, pages
+from app.leaderboard import Service as LeaderboardService
+from app.routes import admin, arena_api, health, leaderboard, openai, pages
+from app.store import migrations
 from app.store.db import Store
 from app.settings import Settings
 
@@ -109,8 +110,11 @@ def create_app(settings: Settings) -> Litestar:
     )
     metrics = Metrics()
     store = Store(settings.db)
-    secret = settings.secret or secrets.token_hex(32)
+    secret = settings.secret or migrations.stored_secret(str(settings.db))
     limits = Limits(settings.max_prompt_chars, settings.max_turns, settings.generation_timeout)
+    board = LeaderboardService(store)
+    arena = Arena(registry, store, metrics, limits)
+    arena.on_vote = board.bump
     state = State(
         {
             "settings": settings,
@@ -118,7 +122,8 @@ def create_app(settings: Settings) -> Litestar:
             "metrics": metrics,
             "store": store,
             "secret": secret,
-            "arena": Arena(registry, store, metrics, limits),
+            "arena": arena,
+            "leaderboard": board,
             "limiters": {
                 "battle": RateLimiter(*parse_rate(settings.battle_rate)),
                 "vote": RateLimiter(*parse_rate(settings.vote_rate)),
@@ -139,7 +144,7 @@ def create_app(settings: Settings) -> Litestar:
             await store.close()
 
     return Litestar(
-        route_handlers=[openai.router, arena_api.router, admin.api_router, *admin.page_handlers, *pages.route_handlers, *health.route_handlers, static_files],
+        route_handlers=[openai.router, arena_api.router, admin.api_router, *admin.page_handlers, *pages.route_handlers, *leaderboard.route_handlers, *health.route_handlers, static_files],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(views.environment())),
         csrf_config=CSRFConfig(secret=secret, exclude=["^/v1/", "^/api/", "^/health", "^/ready", "^/metrics"], cookie_samesite="strict"),
         state=state,

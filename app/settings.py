@@ -38,7 +38,7 @@ class Settings(BaseModel):
     max_queue: int = Field(16, ge=0, description="Requests that may wait per model before 503.")
     threads: int = Field(0, ge=0, description="CPU threads for llama.cpp; 0 means all cores.")
     secret: str = Field(
-        "", description="Secret for CSRF tokens and voter hashes; random per start when unset."
+        "", description="Secret for CSRF tokens and voter hashes; generated once and kept in the db when unset."
     )
     max_prompt_chars: int = Field(8000, gt=0, description="Longest battle prompt in characters.")
     max_turns: int = Field(8, ge=1, description="Most turns in one battle.")
@@ -113,6 +113,8 @@ def describe() -> list[tuple[str, str, str, str]]:
     rows = []
     for name, field in Settings.model_fields.items():
         default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        if isinstance(default, list):
+            default = ", ".join(default)
         rows.append(
             (
                 "--" + name.replace("_", "-"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -26,7 +27,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 def scripted_models_toml(replies: dict[str, list[str]]) -> str:
     blocks = []
     for model_id, script in replies.items():
-        quoted = ", ".join('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in script)
+        quoted = ", ".join(json.dumps(s) for s in script)  # JSON strings are TOML basic strings
         blocks.append(
             textwrap.dedent(
                 f"""

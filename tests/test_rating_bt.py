@@ -120,7 +120,9 @@ def test_swapping_sides_changes_nothing() -> None:
 
 
 def test_anchor_shifts_every_score_by_one_constant() -> None:
-    cells = cells_from_pair_counts(["A", "B", "A"], ["B", "C", "C"], [5, 3, 7], [2, 4, 1], [1, 0, 2])
+    cells = cells_from_pair_counts(
+        ["A", "B", "A"], ["B", "C", "C"], [5, 3, 7], [2, 4, 1], [1, 0, 2]
+    )
     free = fit_bradley_terry(cells)
     pinned = fit_bradley_terry(cells, anchor=("B", 1114.0))
     assert pinned.anchored and not free.anchored
@@ -138,7 +140,9 @@ def test_scale_base_and_init_are_explicit() -> None:
 
 
 def test_a_model_that_only_wins_gets_a_finite_rating() -> None:
-    cells = cells_from_pair_counts(["A", "B", "B"], ["B", "C", "D"], [3, 2, 1], [0, 1, 1], [0, 0, 0])
+    cells = cells_from_pair_counts(
+        ["A", "B", "B"], ["B", "C", "D"], [3, 2, 1], [0, 1, 1], [0, 0, 0]
+    )
     fit = fit_bradley_terry(cells)
     assert not fit.info.identifiable
     assert fit.info.ridge > 0 and fit.info.converged

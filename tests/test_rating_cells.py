@@ -64,7 +64,7 @@ def test_arrays_and_pair_counts_agree() -> None:
     index = {k: n for n, k in enumerate(keys)}
     table = np.zeros((len(keys), 3))
     for x, y, res in zip(a.tolist(), b.tolist(), w.tolist(), strict=True):
-        table[index[(x, y)], min(int(np.flatnonzero(LABELS == res)[0]), 2)] += 1
+        table[index[(x, y)], min(int(np.flatnonzero(res == LABELS)[0]), 2)] += 1
     from_counts = cells_from_pair_counts(
         [k[0] for k in keys], [k[1] for k in keys], table[:, 0], table[:, 1], table[:, 2]
     )
@@ -76,7 +76,8 @@ def test_unicode_list_object_and_integer_inputs_agree() -> None:
     base = aggregate_battles(a, b, w)
     same_cells(base, aggregate_battles(a.tolist(), b.tolist(), w.tolist()))
     same_cells(base, aggregate_battles(a.astype(object), b.astype(object), w.astype(object)))
-    same_cells(base, aggregate_battles(a.astype("U40"), b, w))  # mixed widths
+    same_cells(base, aggregate_battles(a.astype("U40"), b, w))  # other width, same parity
+    same_cells(base, aggregate_battles(a.astype("U41"), b, w.astype("U20")))  # odd and even
     _, ia, ib = factorize_models(a, b)
     same_cells(base, aggregate_battles(ia, ib, outcome_codes(w), models=base.models))
     same_cells(base, aggregate_battles(a, b, w, models=base.models))
@@ -135,6 +136,8 @@ def test_unknown_model_and_bad_shapes_raise() -> None:
         aggregate_battles(["A"], ["Z"], ["tie"], models=["A", "B"])
     with pytest.raises(ValueError, match="unknown model"):
         aggregate_battles(np.array(["A"]), np.array(["Z"]), ["tie"], models=["A", "B"])
+    with pytest.raises(ValueError, match="duplicate"):
+        aggregate_battles(["A"], ["B"], ["tie"], models=["A", "B", "A"])
     with pytest.raises(ValueError):
         aggregate_battles(["A", "B"], ["B"], ["tie"])
     with pytest.raises(ValueError):

@@ -34,7 +34,14 @@ def stored_counts():
     # what the app's store returns: model_a, model_b, wins_a, wins_b, ties
     return (
         ["big", "big", "mid", "mixtral-8x7b-instruct-v0.1", "small", "big"],
-        ["mid", "small", "small", "big", "mixtral-8x7b-instruct-v0.1", "mixtral-8x7b-instruct-v0.1"],
+        [
+            "mid",
+            "small",
+            "small",
+            "big",
+            "mixtral-8x7b-instruct-v0.1",
+            "mixtral-8x7b-instruct-v0.1",
+        ],
         [60, 80, 55, 20, 10, 5],
         [30, 15, 40, 50, 35, 2],
         [10, 5, 5, 10, 5, 1],
@@ -123,17 +130,20 @@ def test_category_predicates() -> None:
     assert not is_coding("Let me know how to return the class I bought")
     assert not is_coding("Please select a dish from the menu")
     assert not is_coding("Write a poem about the sea")
-    meta = BattleMeta(winner="tie", language="EN", turns=3, prompt="def f(x): pass",
-                      prompt_tokens=800)
-    assert categories_for(meta) == ("overall", "language:en", "multi_turn", "long_prompt",
-                                    "coding")
+    meta = BattleMeta(
+        winner="tie", language="EN", turns=3, prompt="def f(x): pass", prompt_tokens=800
+    )
+    assert categories_for(meta) == ("overall", "language:en", "multi_turn", "long_prompt", "coding")
     assert categories_for(BattleMeta(winner="model_a")) == ("overall", "no_ties")
 
 
 def test_category_masks_and_fits() -> None:
     metas = [
-        BattleMeta("model_a", "en"), BattleMeta("tie", "de"), BattleMeta("model_b", "en"),
-        BattleMeta("tie (bothbad)", "en", turns=2), BattleMeta("model_a", "de"),
+        BattleMeta("model_a", "en"),
+        BattleMeta("tie", "de"),
+        BattleMeta("model_b", "en"),
+        BattleMeta("tie (bothbad)", "en", turns=2),
+        BattleMeta("model_a", "de"),
     ]
     assert category_mask(metas, "no_ties").tolist() == [True, False, True, False, True]
     masks = category_masks(metas)
@@ -141,8 +151,10 @@ def test_category_masks_and_fits() -> None:
     assert masks["language:de"].tolist() == [False, True, False, False, True]
     assert masks["multi_turn"].tolist() == [False, False, False, True, False]
     boards = leaderboards_by_category(
-        ["A", "A", "B", "A", "B"], ["B", "B", "A", "B", "A"],
-        [m.winner for m in metas], masks,
+        ["A", "A", "B", "A", "B"],
+        ["B", "B", "A", "B", "A"],
+        [m.winner for m in metas],
+        masks,
     )
     assert set(boards) == set(masks)
     en = {r.model: r.votes for r in boards["language:en"].rows}

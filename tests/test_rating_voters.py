@@ -66,20 +66,25 @@ def test_p_values_do_not_depend_on_sides() -> None:
     np.testing.assert_allclose(vote_p_values(users, a, b, w), vote_p_values(users, b, a, flipped))
 
 
-def with_spammer(users, a, b, w, seed: int):
+def with_spammer(data, seed: int):
     """Append 80 votes by a user who picks a, b or tie uniformly at random."""
+    users, a, b, w = data
     rng = np.random.default_rng(seed)
     names = np.array([f"m{k}" for k in range(6)])
     ra, rb = rng.integers(0, 6, 80), rng.integers(0, 6, 80)
     rb = np.where(ra == rb, (rb + 1) % 6, rb)
     random_votes = np.array(["model_a", "model_b", "tie"])[rng.integers(0, 3, 80)]
-    return (np.r_[users, ["spammer"] * 80], np.r_[a, names[ra]], np.r_[b, names[rb]],
-            np.r_[w, random_votes])
+    return (
+        np.r_[users, ["spammer"] * 80],
+        np.r_[a, names[ra]],
+        np.r_[b, names[rb]],
+        np.r_[w, random_votes],
+    )
 
 
 def test_planted_random_voter_is_flagged_by_the_paper_rule() -> None:
     # a decisive crowd: the random voter's upsets are rare on most pairs
-    users, a, b, w = with_spammer(*crowd(60, 80, seed=0, spread=3.0), seed=10)
+    users, a, b, w = with_spammer(crowd(60, 80, seed=0, spread=3.0), seed=10)
     report = flag_anomalous_voters(users, a, b, w, alpha=0.1)
     assert report.flagged_users() == ("spammer",)
     assert report.votes[report.users.index("spammer")] == 80
@@ -90,7 +95,7 @@ def test_planted_random_voter_is_flagged_by_the_paper_rule() -> None:
 
 
 def test_randomized_p_values_are_uniform_and_more_powerful() -> None:
-    users, a, b, w = with_spammer(*crowd(60, 80, seed=2), seed=3)
+    users, a, b, w = with_spammer(crowd(60, 80, seed=2), seed=3)
     honest = users != "spammer"
     exact = vote_p_values(users, a, b, w, randomized=True)
     printed = vote_p_values(users, a, b, w)

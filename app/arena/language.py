@@ -10,8 +10,8 @@ import re
 import unicodedata
 
 _WORDS = {
-    "en": "the and is are you what how to of in that this it for with can why",
-    "es": "el la los las que es de y en por para con una un cómo qué",
+    "en": "the and is are you what how to of in that this it for with can why hello hi please me my",
+    "es": "el la los las que es de y en por para con una un cómo qué hola estás estas muy pero",
     "fr": "le la les est et des une un que qui pour avec dans pas vous je",
     "de": "der die das und ist nicht ein eine ich du wie was mit für auf",
     "it": "il lo la gli che è e di un una per con come non sono",

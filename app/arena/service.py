@@ -11,7 +11,7 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from app import serving
@@ -58,6 +58,7 @@ class Arena:
         self.limits = limits
         self.rng = rng or random.SystemRandom()
         self.live: OrderedDict[str, LiveBattle] = OrderedDict()
+        self.on_vote: Callable[[], None] | None = None  # e.g. the leaderboard's cache bump
 
     # -- starting battles and turns -----------------------------------------------------------
 
@@ -248,6 +249,8 @@ class Arena:
             raise ArenaError(exc.status, exc.message) from None
         if battle is not None:
             battle.voted = True
+        if self.on_vote is not None:
+            self.on_vote()
         return pair
 
     async def feedback(self, battle_id: str, message_id: int, kind: str) -> None:

@@ -15,7 +15,9 @@ def health() -> dict[str, str]:
 
 @get("/ready")
 async def ready(state: State) -> Response[dict[str, Any]]:
-    models = {e.id: ("loaded" if e.loaded else e.state) for e in state.models.list()}
+    models = {
+        e.id: {"state": e.state, "engine": e.engine_kind, "loaded": e.loaded} for e in state.models.list()
+    }
     ok = state.models.ready
     return Response({"ready": ok, "models": models}, status_code=200 if ok else 503)
 

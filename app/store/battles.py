@@ -112,9 +112,12 @@ def drop_answers(battle_id: str, turn: int) -> Any:
     return write
 
 
-def battle_categories(first_prompt: str, turns: int, winner: str, prompt_tokens: int | None) -> list[str]:
+def battle_categories(
+    first_prompt: str, turns: int, winner: str, prompt_tokens: int | None, *, language: str | None = None
+) -> list[str]:
+    language = language or detect_language(first_prompt)
     meta = BattleMeta(
-        winner, language=detect_language(first_prompt), turns=turns, prompt=first_prompt,
+        winner, language=None if language == "unknown" else language, turns=turns, prompt=first_prompt,
         prompt_tokens=prompt_tokens,
     )
     return list(categories_for(meta))

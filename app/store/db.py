@@ -12,7 +12,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +34,18 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
     return conn
+
+
+def _settle(future: Future[Any], ok: bool, value: Any) -> None:
+    """Hand a result back. A caller that gave up (its task was cancelled) has cancelled the
+    future; its write still stands, and the writer thread must not die of the late answer."""
+    try:
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    except InvalidStateError:
+        pass
 
 
 class Store:
@@ -112,16 +124,12 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+                _settle(future, False, exc)
             return
         self.writes += len(batch)
         self.commits += 1
         for future, ok, value in results:  # only once the commit is durable
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+            _settle(future, ok, value)
 
     # -- reading ------------------------------------------------------------------------------
 

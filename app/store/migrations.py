@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -109,8 +111,31 @@ def m003_registry(db: Database) -> None:
     )
 
 
+@migrations()
+def m004_meta(db: Database) -> None:
+    """Small facts about this database, such as the secret that salts voter hashes."""
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["meta"].insert({"key": "secret", "value": secrets.token_hex(32)})
+
+
+@migrations()
+def m005_battle_meta(db: Database) -> None:
+    """Extra fields of imported battles (FastChat's question_id, judge...), kept for export."""
+    db["battles"].add_column("meta", str)
+
+
 def apply(path: str) -> None:
     db = Database(path)
     db.enable_wal()
     migrations.apply(db)
     db.close()
+
+
+def stored_secret(path: str) -> str:
+    """The database's own secret (created by its migrations)."""
+    apply(path)
+    db = Database(path)
+    try:
+        return str(db["meta"].get("secret")["value"])
+    finally:
+        db.close()

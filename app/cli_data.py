@@ -1,0 +1,179 @@
+"""``arena leaderboard``, ``arena battles import|export`` and ``arena scores import``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from app.cli_common import CommandError, print_table, settings_from
+from app.leaderboard import (
+    Counts,
+    LeaderboardError,
+    StyleRows,
+    board_json,
+    compute,
+    empty_json,
+    parse_anchor,
+)
+from app.modelspec import load_models
+from app.rating.categories import BattleMeta, categories_for
+from app.store import migrations
+from app.store.transfer import Report, TransferError, export_rows, import_rows, import_scores, valid_rows
+
+DB_FLAGS = ["db", "models"]
+
+
+def add_leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--battles", type=Path, help="A clean-battle file (JSON or JSONL) instead of --db.")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    parser.add_argument("--anchor", help="Pin a model's score: MODEL=SCORE (e.g. mixtral-8x7b-instruct-v0.1=1114).")
+    parser.add_argument("--ci", choices=("sandwich", "bootstrap"), default="sandwich")
+    parser.add_argument("--bootstrap-rounds", type=int, default=100)
+    parser.add_argument("--category", default="overall")
+    parser.add_argument("--style-control", action="store_true", help="Fit with style covariates.")
+
+
+def _connect(settings: Any) -> sqlite3.Connection:
+    migrations.apply(str(settings.db))
+    conn = sqlite3.connect(settings.db, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+def _counts_from_db(conn: sqlite3.Connection, category: str) -> Counts:
+    rows = conn.execute(
+        "SELECT model_a, model_b, wins_a, wins_b, ties + bothbad FROM pair_counts WHERE mode = 'anony' AND category = ?",
+        (category,),
+    ).fetchall()
+    return Counts(*(list(col) for col in zip(*rows, strict=True))) if rows else Counts([], [], [], [], [])
+
+
+def _style_from_db(conn: sqlite3.Connection, category: str) -> StyleRows:
+    cols = ", ".join(f"{s}_sf_{c}" for s in "ab" for c in ("tokens", "headers", "lists", "bold"))
+    rows = conn.execute(
+        f"SELECT model_a, model_b, winner, {cols} FROM votes WHERE mode = 'anony' AND (' ' || categories || ' ') LIKE ?",
+        (f"% {category} %",),
+    ).fetchall()
+    return StyleRows([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                     [tuple(r[3:7]) for r in rows], [tuple(r[7:11]) for r in rows])
+
+
+def _counts_from_file(path: Path, category: str, report: Report) -> Counts:
+    tallies: dict[tuple[str, str], list[int]] = {}
+    for row in valid_rows(path, report):
+        if not row.get("anony", True):
+            continue
+        prompt = next((m["content"] for m in row.get("conversation_a") or [] if m["role"] == "user"), "")
+        meta = BattleMeta(row["winner"], row.get("language"), int(row.get("turn") or 1), prompt)
+        if category not in categories_for(meta):
+            continue
+        a, b, winner = row["model_a"], row["model_b"], row["winner"]
+        if a > b:
+            a, b = b, a
+            winner = {"model_a": "model_b", "model_b": "model_a"}.get(winner, winner)
+        cell = tallies.setdefault((a, b), [0, 0, 0])
+        cell[{"model_a": 0, "model_b": 1}.get(winner, 2)] += 1
+    pairs = list(tallies.items())
+    return Counts([p[0][0] for p in pairs], [p[0][1] for p in pairs], [p[1][0] for p in pairs],
+                  [p[1][1] for p in pairs], [p[1][2] for p in pairs])
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    settings = settings_from(args, DB_FLAGS)
+    report = Report()
+    try:
+        anchor = parse_anchor(args.anchor)
+        if args.battles is not None:
+            if args.style_control:
+                raise CommandError("--style-control needs --db (style features are stored with votes)")
+            counts = _counts_from_file(args.battles, args.category, report)
+            style = None
+        else:
+            with _connect(settings) as conn:
+                counts = _counts_from_db(conn, args.category)
+                style = _style_from_db(conn, args.category) if args.style_control else None
+        board = compute(counts, anchor=anchor, ci=args.ci, rounds=args.bootstrap_rounds, style=style)
+    except (LeaderboardError, TransferError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    if report.bad:
+        print(report.summary(), file=sys.stderr)
+    metadata = {s.id: {"name": s.display_name, **s.metadata.model_dump()} for s in load_models(settings.models)}
+    out = (
+        empty_json(args.category, args.style_control, args.ci, time.time()) if board is None else
+        board_json(board, total_votes=counts.total, category=args.category, style_control=args.style_control,
+                   metadata=metadata, scores={}, updated=time.time())
+    )
+    _print_board(out, args.format)
+    return 0
+
+
+def _print_board(out: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(out, indent=2))
+        return
+    header = ("rank_ub", "model", "rating", "ci_lower", "ci_upper", "votes")
+    rows = [tuple(str(m[h]) for h in header) for m in out["models"]]
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(header)
+        writer.writerows(rows)
+        return
+    table = [("RANK (UB)", "MODEL", "SCORE", "95% CI", "VOTES")]
+    for m in out["models"]:
+        table.append((str(m["rank_ub"]), m["model"], f"{m['rating']:.1f}", f"+{m['ci_plus']:.1f}/-{m['ci_minus']:.1f}", str(m["votes"])))
+    print(f"{out['total_votes']} votes, category {out['category']}, {out['ci']} intervals")
+    print_table(table)
+
+
+def add_battles_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("import", "export"))
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--all", action="store_true", help="export: named (side-by-side) battles too.")
+
+
+def cmd_battles(args: argparse.Namespace) -> int:
+    settings = settings_from(args, DB_FLAGS)
+    if args.action == "import":
+        report = Report()
+        try:
+            rows = valid_rows(args.file, report)
+        except (TransferError, OSError) as exc:
+            raise CommandError(str(exc)) from None
+        with _connect(settings) as conn:
+            import_rows(conn, rows, report)
+        print(report.summary())
+        return 0
+    with _connect(settings) as conn:
+        rows = list(export_rows(conn, include_named=args.all))
+    with args.file.open("w", encoding="utf-8") as f:
+        if args.file.suffix == ".jsonl":
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        else:
+            json.dump(rows, f, ensure_ascii=False, indent=1)
+    print(f"exported {len(rows)} battles to {args.file}")
+    return 0
+
+
+def add_scores_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("import",))
+    parser.add_argument("file", type=Path)
+
+
+def cmd_scores(args: argparse.Namespace) -> int:
+    settings = settings_from(args, DB_FLAGS)
+    try:
+        with _connect(settings) as conn:
+            stored, bad = import_scores(conn, args.file)
+    except (TransferError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"stored {stored} scores, {len(bad)} bad cells")
+    for number, why in bad[:50]:
+        print(f"  line {number}: {why}")
+    return 0 if stored else 1
+

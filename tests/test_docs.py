@@ -1,0 +1,72 @@
+"""Docs are tested: every setting, CLI command, route and Dockerfile step is where it should be."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from app.cli import COMMANDS, build_parser
+from app.docs import BEGIN, END, settings_table
+from app.server import create_app
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_settings_table_is_generated_from_settings() -> None:
+    assert README.split(BEGIN)[1].split(END)[0].strip() == settings_table()
+    for name in Settings.model_fields:
+        assert f"`--{name.replace('_', '-')}`" in README and f"`ARENA_{name.upper()}`" in README
+
+
+def test_every_cli_command_is_documented() -> None:
+    for command in COMMANDS:
+        assert f"`arena {command}" in README, command
+    for sub in ("models add", "models remove", "models pause", "models resume", "battles import",
+                "battles export", "scores import"):
+        assert f"arena {sub}" in README, sub
+    build_parser()  # builds without conflicts
+
+
+def test_every_route_is_documented(tmp_path: Path) -> None:
+    app = create_app(Settings(db=tmp_path / "a.db"))
+    for route in app.routes:
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+        if path.startswith("/static"):
+            continue
+        documented = path in README or path.replace("{model_id}", "{id}").replace("{battle_id}", "{id}") in README
+        if not documented and path.endswith("/{action}"):
+            documented = path.rsplit("/", 1)[0].replace("{model_id}", "{id}") in README
+        assert documented, path
+
+
+def test_quick_start_is_two_commands() -> None:
+    block = README.split("## Quick start")[1].split("```sh")[1].split("```")[0]
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["make serve", "make test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _make_targets() -> dict[str, str]:
+    text = (ROOT / "Makefile").read_text()
+    targets: dict[str, str] = {}
+    for match in re.finditer(r"^([\w.$()/-]+):[^=\n]*\n((?:\t.*\n)*)", text, re.MULTILINE):
+        targets[match.group(1)] = match.group(2)
+    return targets
+
+
+def test_dockerfile_installs_like_the_makefile() -> None:
+    docker = (ROOT / "Dockerfile").read_text()
+    targets = _make_targets()
+    serve_prereqs = re.search(r"^serve: (.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1).split()
+    runs = re.findall(r"^RUN make (.+?) PYTHON=", docker, re.MULTILINE)
+    assert runs == ["install static", "install-gpu static"]
+    assert runs[0].split() == serve_prereqs  # the CPU image installs exactly what `make serve` does
+    for run in runs:
+        for target in run.split():
+            assert target in targets or any(t.startswith("$(") for t in targets), target
+    assert "pip install -q -e ." in (ROOT / "Makefile").read_text()
+    assert re.search(r"^FROM .* AS cpu$", docker, re.MULTILINE) and re.search(r"^FROM .* AS cuda$", docker, re.MULTILINE)
+    assert 'CMD ["arena", "serve"]' in docker
+    assert "docker build --target cpu" in README and "docker run" in README
