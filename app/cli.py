@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -13,7 +12,6 @@ from typing import Any
 from app import cli_data, cli_models
 from app.cli_common import CommandError, add_setting_flags, settings_from
 from app.settings import Settings, SettingsError
-
 
 SERVE_FLAGS = list(Settings.model_fields)
 

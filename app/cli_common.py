@@ -29,7 +29,7 @@ def settings_from(args: argparse.Namespace, names: Sequence[str]) -> Settings:
     return load_settings(cli, os.environ, getattr(args, "config", None))
 
 
-def print_table(rows: list[tuple[str, ...]]) -> None:
+def print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -39,7 +39,7 @@ class Metrics:
         self.tokens.labels(model, "completion").inc(completion)
 
     def render(self, models: Registry) -> bytes:
-        for entry in models.list():
+        for entry in models.all():
             stats = entry.engine.stats() if entry.engine is not None else {}
             self.queue_depth.labels(entry.id).set(stats.get("queue_depth", 0))
             self.running.labels(entry.id).set(stats.get("running", 0))

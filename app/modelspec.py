@@ -45,8 +45,8 @@ class ModelSpec(BaseModel):
     weights: str = ""
     chat_format: str = "gemma"
     context_length: int = Field(2048, gt=0)
-    defaults: GenerationDefaults = GenerationDefaults()
-    metadata: ModelMetadata = ModelMetadata()
+    defaults: GenerationDefaults = Field(default_factory=lambda: GenerationDefaults())
+    metadata: ModelMetadata = Field(default_factory=lambda: ModelMetadata())
     weight: float = Field(1.0, ge=0, description="Sampling weight when battle pairs are drawn.")
     # remote engines
     base_url: str = ""

@@ -9,7 +9,6 @@ budget refuses a load that would not fit.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import time
@@ -135,7 +134,7 @@ class Registry:
         except KeyError:
             raise UnknownModel(model_id) from None
 
-    def list(self) -> list[ModelEntry]:
+    def all(self) -> list[ModelEntry]:
         return list(self.entries.values())
 
     def servable(self) -> list[ModelEntry]:

@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from pathlib import Path
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response
-from litestar.datastructures import State
 from litestar.config.csrf import CSRFConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -28,14 +28,14 @@ from app.arena.visitors import RateLimiter, parse_rate
 from app.engines.factory import MB, memory_total
 from app.engines.llamacpp import CpuBudget
 from app.errors import APIError, from_status
+from app.leaderboard import Service as LeaderboardService
 from app.metrics import Metrics
 from app.modelspec import load_models
 from app.registry import Registry
-from app.leaderboard import Service as LeaderboardService
 from app.routes import admin, arena_api, health, leaderboard, openai, pages
+from app.settings import Settings
 from app.store import migrations
 from app.store.db import Store
-from app.settings import Settings
 
 log = logging.getLogger("app")
 
@@ -46,7 +46,6 @@ def _is_json_api(request: Request[Any, Any, Any]) -> bool:
 
 
 def _error_response(request: Request[Any, Any, Any], error: APIError) -> Response[Any]:
-    request.app.state.metrics.requests.labels("error", str(error.status)).inc()
     if _is_json_api(request):
         return Response(error.body(), status_code=error.status, headers=error.headers)
     return Response(
@@ -96,6 +95,17 @@ async def background(coro: Any) -> AsyncIterator[None]:
 
 STATIC = Path(__file__).parent / "static"
 static_files = create_static_files_router(path="/static", directories=[STATIC], name="static")
+
+
+def _count_requests(metrics: Metrics) -> Any:
+    """A before-send hook: one count per response, by route template and status."""
+
+    async def hook(message: Any, scope: Any) -> None:
+        if message["type"] == "http.response.start":
+            route = scope.get("path_template") or "unmatched"
+            metrics.requests.labels(route, str(message["status"])).inc()
+
+    return hook
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -149,6 +159,7 @@ def create_app(settings: Settings) -> Litestar:
         csrf_config=CSRFConfig(secret=secret, exclude=["^/v1/", "^/api/", "^/health", "^/ready", "^/metrics"], cookie_samesite="strict"),
         state=state,
         lifespan=[lifespan],
+        before_send=[_count_requests(metrics)],
         exception_handlers={
             APIError: _on_api_error,
             HTTPException: _on_http_error,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import cast
 
 from app.engines.base import (
     ContextLengthExceeded,
@@ -84,7 +85,8 @@ async def start(
     """Resolve the model, start generating and wait for the first delta."""
     entry = await resolve(models, model_id)
     assert entry.engine is not None
-    gen = _measured(metrics, entry, entry.engine.generate(request), time.perf_counter())
+    stream = cast(AsyncGenerator[Delta, None], entry.engine.generate(request))
+    gen = _measured(metrics, entry, stream, time.perf_counter())
     try:
         first = await anext(gen)
     except ContextLengthExceeded as exc:

@@ -119,7 +119,7 @@ async def test_memory_budget_refuses_a_load(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="not enough memory to load big") as info:
         await registry.add(ModelSpec(id="big", engine="llama.cpp", weights=str(fake)))
     assert info.value.status == 507
-    assert registry.list() == []
+    assert registry.all() == []
 
 
 async def test_keep_alive_unloads_idle_models_and_reloads_on_demand(make_app) -> None:
@@ -142,3 +142,51 @@ async def test_auto_engine_resolution(tmp_path: Path) -> None:
     hf = tmp_path / "hf"
     hf.mkdir()
     assert resolve_kind(ModelSpec(id="c", engine="auto", weights=str(hf))) == "transformers"  # no CUDA here
+
+
+async def test_admin_page_login_and_actions(admin: AsyncTestClient) -> None:
+    from html.parser import HTMLParser
+
+    r = await admin.get("/admin", follow_redirects=False)
+    assert r.status_code in (301, 302, 303, 307) and r.headers["location"] == "/admin/login"
+    await admin.get("/admin/login")
+    csrf = {"x-csrftoken": admin.cookies["csrftoken"]}
+    assert (await admin.post("/admin/login", data={"token": "nope"}, headers=csrf)).status_code == 401
+    assert (await admin.post("/admin/login", data={"token": "admin-secret"}, headers=csrf)).status_code == 200
+
+    class Rows(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ids: list[str] = []
+            self._in_code = False
+
+        def handle_starttag(self, tag, attrs):  # type: ignore[override]
+            self._in_code = tag == "code"
+
+        def handle_data(self, data):  # type: ignore[override]
+            if self._in_code:
+                self.ids.append(data)
+                self._in_code = False
+
+    page = Rows()
+    page.feed((await admin.get("/admin")).text)
+    assert page.ids[-2:] == ["alpha", "beta"]
+    swapped = await admin.post("/admin/models/beta/pause", headers=csrf)
+    assert swapped.status_code == 200 and admin.app.state.models.get("beta").state == "paused"
+    await admin.post("/admin/models/beta/remove", headers=csrf)
+    assert [e.id for e in admin.app.state.models.all()] == ["alpha"]
+
+
+def test_cli_models_offline(tmp_path: Path, capsys) -> None:
+    from app.cli import main
+
+    db = str(tmp_path / "a.db")
+    assert main(["models", "--db", db, "--port", "9"]) == 0
+    assert "gemma-3-270m-greedy" in capsys.readouterr().out
+    assert main(["models", "pause", "gemma-3-270m-t0.8", "--db", db, "--port", "9"]) == 0
+    assert main(["models", "add", "extra", "--weights", "bundled:gemma-3-270m", "--db", db, "--port", "9"]) == 0
+    assert main(["models", "add", "bad", "--weights", "/etc/passwd", "--db", db, "--port", "9"]) == 1
+    assert "outside the model folders" in capsys.readouterr().err
+    main(["models", "--db", db, "--port", "9"])
+    listing = capsys.readouterr().out
+    assert "extra" in listing and "paused" in listing

@@ -32,6 +32,7 @@ class Side:
     error: str = ""  # what the visitor sees
     internal_error: str = ""  # what is stored (may name the model)
     stopped: bool = False
+    running: bool = False  # its task has started (a task cancelled before that never runs at all)
     task: asyncio.Task[None] | None = None
     message_id: int | None = None
 

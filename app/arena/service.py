@@ -131,9 +131,14 @@ class Arena:
 
     async def _begin_turn(self, battle: LiveBattle, prompt: str) -> None:
         number = len(battle.history) + 1
-        await self.store.write(q.add_prompt(battle.id, number, prompt))
         turn = Turn(number, prompt, {s: Side(m) for s, m in battle.models.items()})
-        battle.turn = turn
+        # Current (and so busy) before the first await: a concurrent add_turn or vote gets 409.
+        previous, battle.turn = battle.turn, turn
+        try:
+            await self.store.write(q.add_prompt(battle.id, number, prompt))
+        except BaseException:
+            battle.turn = previous
+            raise
         for side in turn.sides:
             turn.sides[side].task = asyncio.create_task(self._run_side(battle, turn, side))
 
@@ -181,8 +186,13 @@ class Arena:
             if not state.stopped:
                 raise
             state.finish_reason = "stopped"
-        except (APIError, EngineError, TimeoutError, StopAsyncIteration) as exc:
-            detail = exc.message if isinstance(exc, APIError) else (str(exc) or "timed out")
+        except Exception as exc:  # noqa: BLE001 - any engine fault fails this side, not the turn
+            if isinstance(exc, APIError):
+                detail = exc.message
+            elif isinstance(exc, (EngineError, TimeoutError, StopAsyncIteration)):
+                detail = str(exc) or "timed out"
+            else:
+                detail = f"{type(exc).__name__}: {exc}"
             state.internal_error = detail
             state.error = public_error(side, battle.mode)
             state.finish_reason = "error"
@@ -212,7 +222,9 @@ class Arena:
         battle = await self.get(battle_id)
         if battle.turn is not None:
             for state in battle.turn.sides.values():
-                if state.task is not None and not state.done:
+                # finish_reason is set once generation is over; the answer is then being stored,
+                # and cancelling that would lose it and leave the turn unfinished.
+                if state.task is not None and not state.done and not state.finish_reason:
                     state.stopped = True
                     state.task.cancel()
         return battle
@@ -227,14 +239,20 @@ class Arena:
         if not turn.complete:
             await self.stop(battle_id)
             await turn.finished.wait()
-        battle.history.pop()
-        battle.failed = False
+            if battle.turn is not turn or battle.voted:
+                raise ArenaError(409, "The battle changed meanwhile; reload it.")
+        # The new turn is current before the first await, so a concurrent request sees it busy.
+        new = Turn(turn.number, turn.prompt, {s: Side(m) for s, m in battle.models.items()})
+        answers, failed = battle.history.pop(), battle.failed
+        battle.turn, battle.failed = new, False
         try:
             await self.store.write(q.drop_answers(battle.id, turn.number))
-        except q.VoteRejected as exc:
-            raise ArenaError(exc.status, exc.message) from None
-        new = Turn(turn.number, turn.prompt, {s: Side(m) for s, m in battle.models.items()})
-        battle.turn = new
+        except BaseException as exc:
+            battle.turn, battle.failed = turn, failed
+            battle.history.append(answers)
+            if isinstance(exc, q.VoteRejected):
+                raise ArenaError(exc.status, exc.message) from None
+            raise
         for side in new.sides:
             new.sides[side].task = asyncio.create_task(self._run_side(battle, new, side))
         return battle

@@ -30,6 +30,7 @@ from app.engines.base import (
     Engine,
     EngineError,
     EngineOverloaded,
+    FinishReason,
     GenerationRequest,
 )
 from app.engines.chat_formats import FORMATS, Prompt
@@ -313,7 +314,7 @@ class LlamaCppEngine(Engine):
         buf = ctypes.create_string_buffer(256)
         one = (llama_cpp.llama_token * 1)()
         produced = 0
-        finish = "length"
+        finish: FinishReason = "length"
         try:
             while produced < max_tokens:
                 if cancel.is_set():

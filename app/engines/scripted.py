@@ -15,6 +15,7 @@ from app.engines.base import (
     Delta,
     Engine,
     EngineError,
+    FinishReason,
     GenerationRequest,
 )
 
@@ -62,7 +63,9 @@ class ScriptedEngine(Engine):
                     await asyncio.sleep(self.delay)
                 done = index + 1
                 last = done == min(limit, len(pieces))
-                reason = ("length" if limit < len(pieces) else "stop") if last else None
+                reason: FinishReason | None = None
+                if last:
+                    reason = "length" if limit < len(pieces) else "stop"
                 yield Delta(piece, prompt_tokens, done, reason)
         except GeneratorExit:
             self.aborted.append(request.request_id)

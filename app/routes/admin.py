@@ -71,7 +71,7 @@ def _spec(body: bytes) -> ModelSpec:
 async def list_models(state: State) -> dict[str, Any]:
     registry = _registry(state)
     return {
-        "models": [e.describe() for e in registry.list()],
+        "models": [e.describe() for e in registry.all()],
         "memory": {"in_use_mb": registry.memory_in_use() // (1024 * 1024),
                    "budget_mb": registry.memory_budget // (1024 * 1024)},
     }
@@ -161,7 +161,7 @@ async def login(request: Request[Any, Any, Any], state: State) -> Response[Any]:
 async def admin_page(request: Request[Any, Any, Any], state: State) -> Template | Redirect:
     if not _authorized(request):
         return Redirect("/admin/login")
-    return Template(template_name="admin.html", context={"nav": "admin", "models": _registry(state).list(), "registry": _registry(state)})
+    return Template(template_name="admin.html", context={"nav": "admin", "models": _registry(state).all(), "registry": _registry(state)})
 
 
 @post("/admin/models/{model_id:str}/{action:str}", guards=[admin_guard], status_code=200)
@@ -175,7 +175,7 @@ async def admin_action(model_id: FromPath[str], action: FromPath[str], request: 
             await _act(registry, model_id, action)
     except (RegistryError, UnknownModel) as exc:
         error = exc.message if isinstance(exc, RegistryError) else f"No model {model_id}."
-    return block(request, "admin.html", "table", models=registry.list(), registry=registry, error=error)
+    return block(request, "admin.html", "table", models=registry.all(), registry=registry, error=error)
 
 
 page_handlers = [login_page, login, admin_page, admin_action]

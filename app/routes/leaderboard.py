@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from urllib.parse import urlencode
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
@@ -23,7 +23,7 @@ SORTABLE = ("rank_ub", "model", "rating", "ci", "votes", "organization", "licens
 
 def metadata(models: Registry) -> dict[str, dict[str, Any]]:
     return {
-        e.id: {"name": e.spec.display_name, **e.spec.metadata.model_dump()} for e in models.list()
+        e.id: {"name": e.spec.display_name, **e.spec.metadata.model_dump()} for e in models.all()
     }
 
 
@@ -114,7 +114,7 @@ def _context(board: dict[str, Any], params: dict[str, str], categories: list[str
         order = params.get("order") or ("asc" if key in ("rank_ub", "model") else "desc")
         return " ▲" if order == "asc" else " ▼"
 
-    updated = datetime.fromtimestamp(board["updated"], tz=timezone.utc)
+    updated = datetime.fromtimestamp(board["updated"], tz=UTC)
     return {
         "link": link,
         "sort_link": sort_link,

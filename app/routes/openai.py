@@ -24,13 +24,12 @@ log = logging.getLogger(__name__)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
     keys: list[str] = connection.app.state.settings.api_key
     if not keys:
         return
-    header = connection.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip() if scheme.lower() == "bearer" else ""
+    scheme, _sep, given = connection.headers.get("authorization", "").partition(" ")
+    token = given.strip() if scheme.lower() == "bearer" else ""
     ok = False
     for key in keys:  # no early exit: the comparison takes the same time for every key
         ok |= hmac.compare_digest(token.encode(), key.encode())
@@ -49,7 +48,7 @@ async def list_models(state: State) -> dict[str, Any]:
                 "created": e.created,
                 "owned_by": e.spec.metadata.organization or "arena",
             }
-            for e in state.models.list()
+            for e in state.models.all()
         ],
     }
 

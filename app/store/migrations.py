@@ -14,7 +14,7 @@ STYLE_COLUMNS = ("sf_tokens", "sf_headers", "sf_lists", "sf_bold")
 
 @migrations()
 def m001_battles(db: Database) -> None:
-    db["battles"].create(
+    db.table("battles").create(
         {
             "id": str,
             "mode": str,  # anony | named | direct
@@ -31,8 +31,8 @@ def m001_battles(db: Database) -> None:
         not_null={"mode", "model_a", "status", "created"},
         defaults={"status": "open", "turns": 0, "model_b": "", "pair_prob": 1.0},
     )
-    db["battles"].create_index(["created"])
-    db["messages"].create(
+    db.table("battles").create_index(["created"])
+    db.table("messages").create(
         {
             "id": int,
             "battle_id": str,
@@ -52,8 +52,8 @@ def m001_battles(db: Database) -> None:
         pk="id",
         foreign_keys=[("battle_id", "battles", "id")],
     )
-    db["messages"].create_index(["battle_id", "turn", "side"])
-    db["votes"].create(
+    db.table("messages").create_index(["battle_id", "turn", "side"])
+    db.table("votes").create(
         {
             "id": int,
             "battle_id": str,
@@ -72,10 +72,10 @@ def m001_battles(db: Database) -> None:
         pk="id",
         foreign_keys=[("battle_id", "battles", "id")],
     )
-    db["votes"].create_index(["battle_id"], unique=True)
+    db.table("votes").create_index(["battle_id"], unique=True)
     # Running totals per (mode, category, ordered pair), updated in the vote's transaction so the
     # leaderboard never scans every vote. model_a < model_b; wins are from model_a's side.
-    db["pair_counts"].create(
+    db.table("pair_counts").create(
         {
             "mode": str,
             "category": str,
@@ -89,7 +89,7 @@ def m001_battles(db: Database) -> None:
         pk=("mode", "category", "model_a", "model_b"),
         defaults={"wins_a": 0, "wins_b": 0, "ties": 0, "bothbad": 0},
     )
-    db["feedback"].create(
+    db.table("feedback").create(
         {"id": int, "message_id": int, "battle_id": str, "kind": str, "created": float},
         pk="id",
     )
@@ -98,13 +98,13 @@ def m001_battles(db: Database) -> None:
 @migrations()
 def m002_scores(db: Database) -> None:
     """Benchmark scores imported from CSV (MMLU, MT-bench...), one row per model and column."""
-    db["scores"].create({"model": str, "column": str, "value": float}, pk=("model", "column"))
+    db.table("scores").create({"model": str, "column": str, "value": float}, pk=("model", "column"))
 
 
 @migrations()
 def m003_registry(db: Database) -> None:
     """Runtime model changes made through the admin API; merged over the models file by id."""
-    db["registry"].create(
+    db.table("registry").create(
         {"id": str, "spec": str, "state": str, "removed": int, "updated": float},
         pk="id",
         defaults={"state": "active", "removed": 0},
@@ -114,14 +114,14 @@ def m003_registry(db: Database) -> None:
 @migrations()
 def m004_meta(db: Database) -> None:
     """Small facts about this database, such as the secret that salts voter hashes."""
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["meta"].insert({"key": "secret", "value": secrets.token_hex(32)})
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("meta").insert({"key": "secret", "value": secrets.token_hex(32)})
 
 
 @migrations()
 def m005_battle_meta(db: Database) -> None:
     """Extra fields of imported battles (FastChat's question_id, judge...), kept for export."""
-    db["battles"].add_column("meta", str)
+    db.table("battles").add_column("meta", str)
 
 
 def apply(path: str) -> None:
@@ -136,6 +136,6 @@ def stored_secret(path: str) -> str:
     apply(path)
     db = Database(path)
     try:
-        return str(db["meta"].get("secret")["value"])
+        return str(db.table("meta").get("secret")["value"])
     finally:
         db.close()

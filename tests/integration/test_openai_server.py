@@ -24,6 +24,7 @@ def client(arena_server: ArenaServer) -> openai.OpenAI:
 @pytest.fixture(scope="module")
 def vocab():
     import llama_cpp
+
     from app.modelspec import load_models
 
     path = load_models(None)[0].resolved_weights()
