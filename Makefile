@@ -19,7 +19,7 @@ fast: install-dev static
 	$(BIN)/python -m pytest -q -m "not integration"
 
 lint: install-dev
-	$(BIN)/ruff check app tests bench trainer
+	$(BIN)/ruff check app tests bench
 	$(BIN)/mypy app
 
 $(VENV)/bin/python:

@@ -22,9 +22,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.server import create_app
 
     settings = settings_from(args, SERVE_FLAGS)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     print(f"Arena serving on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(

@@ -48,7 +48,8 @@ def _connect(settings: Any) -> sqlite3.Connection:
 
 def _counts_from_db(conn: sqlite3.Connection, category: str) -> Counts:
     rows = conn.execute(
-        "SELECT model_a, model_b, wins_a, wins_b, ties + bothbad FROM pair_counts WHERE mode = 'anony' AND category = ?",
+        "SELECT model_a, model_b, wins_a, wins_b, ties + bothbad FROM pair_counts"
+        " WHERE mode = 'anony' AND category = ?",
         (category,),
     ).fetchall()
     return Counts(*(list(col) for col in zip(*rows, strict=True))) if rows else Counts([], [], [], [], [])
@@ -57,11 +58,17 @@ def _counts_from_db(conn: sqlite3.Connection, category: str) -> Counts:
 def _style_from_db(conn: sqlite3.Connection, category: str) -> StyleRows:
     cols = ", ".join(f"{s}_sf_{c}" for s in "ab" for c in ("tokens", "headers", "lists", "bold"))
     rows = conn.execute(
-        f"SELECT model_a, model_b, winner, {cols} FROM votes WHERE mode = 'anony' AND (' ' || categories || ' ') LIKE ?",
+        f"SELECT model_a, model_b, winner, {cols} FROM votes"
+        " WHERE mode = 'anony' AND (' ' || categories || ' ') LIKE ?",
         (f"% {category} %",),
     ).fetchall()
-    return StyleRows([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                     [tuple(r[3:7]) for r in rows], [tuple(r[7:11]) for r in rows])
+    return StyleRows(
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [tuple(r[3:7]) for r in rows],
+        [tuple(r[7:11]) for r in rows],
+    )
 
 
 def _counts_from_file(path: Path, category: str, report: Report) -> Counts:
@@ -80,8 +87,13 @@ def _counts_from_file(path: Path, category: str, report: Report) -> Counts:
         cell = tallies.setdefault((a, b), [0, 0, 0])
         cell[{"model_a": 0, "model_b": 1}.get(winner, 2)] += 1
     pairs = list(tallies.items())
-    return Counts([p[0][0] for p in pairs], [p[0][1] for p in pairs], [p[1][0] for p in pairs],
-                  [p[1][1] for p in pairs], [p[1][2] for p in pairs])
+    return Counts(
+        [p[0][0] for p in pairs],
+        [p[0][1] for p in pairs],
+        [p[1][0] for p in pairs],
+        [p[1][1] for p in pairs],
+        [p[1][2] for p in pairs],
+    )
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -105,9 +117,17 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(report.summary(), file=sys.stderr)
     metadata = {s.id: {"name": s.display_name, **s.metadata.model_dump()} for s in load_models(settings.models)}
     out = (
-        empty_json(args.category, args.style_control, args.ci, time.time()) if board is None else
-        board_json(board, total_votes=counts.total, category=args.category, style_control=args.style_control,
-                   metadata=metadata, scores={}, updated=time.time())
+        empty_json(args.category, args.style_control, args.ci, time.time())
+        if board is None
+        else board_json(
+            board,
+            total_votes=counts.total,
+            category=args.category,
+            style_control=args.style_control,
+            metadata=metadata,
+            scores={},
+            updated=time.time(),
+        )
     )
     _print_board(out, args.format)
     return 0
@@ -126,7 +146,15 @@ def _print_board(out: dict[str, Any], fmt: str) -> None:
         return
     table = [("RANK (UB)", "MODEL", "SCORE", "95% CI", "VOTES")]
     for m in out["models"]:
-        table.append((str(m["rank_ub"]), m["model"], f"{m['rating']:.1f}", f"+{m['ci_plus']:.1f}/-{m['ci_minus']:.1f}", str(m["votes"])))
+        table.append(
+            (
+                str(m["rank_ub"]),
+                m["model"],
+                f"{m['rating']:.1f}",
+                f"+{m['ci_plus']:.1f}/-{m['ci_minus']:.1f}",
+                str(m["votes"]),
+            )
+        )
     print(f"{out['total_votes']} votes, category {out['category']}, {out['ci']} intervals")
     print_table(table)
 
@@ -176,4 +204,3 @@ def cmd_scores(args: argparse.Namespace) -> int:
     for number, why in bad[:50]:
         print(f"  line {number}: {why}")
     return 0 if stored else 1
-

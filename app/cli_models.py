@@ -8,6 +8,7 @@ start. Listing shows the live state when a server answers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sqlite3
 import time
@@ -58,9 +59,16 @@ def run(args: argparse.Namespace) -> int:
 def _spec_from(args: argparse.Namespace) -> ModelSpec:
     try:
         return ModelSpec(
-            id=args.model_id, name=args.name, engine=args.engine, weights=args.weights or "",
-            chat_format=args.chat_format, context_length=args.context_length, weight=args.weight,
-            base_url=args.base_url, remote_model=args.remote_model, api_key_env=args.api_key_env,
+            id=args.model_id,
+            name=args.name,
+            engine=args.engine,
+            weights=args.weights or "",
+            chat_format=args.chat_format,
+            context_length=args.context_length,
+            weight=args.weight,
+            base_url=args.base_url,
+            remote_model=args.remote_model,
+            api_key_env=args.api_key_env,
         )
     except ValidationError as exc:
         raise CommandError(f"invalid model: {exc.errors(include_url=False)[0]['msg']}") from None
@@ -147,10 +155,8 @@ def _merged_specs(settings: Settings) -> list[ModelSpec]:
 def _list(settings: Settings) -> int:
     server = f"http://{settings.host}:{settings.port}"
     live: dict[str, dict[str, Any]] = {}
-    try:
+    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):  # no server: list the files' view
         live = httpx.get(server + "/ready", timeout=2.0).json()["models"]
-    except (httpx.HTTPError, ValueError, KeyError):
-        pass
     states = {row["id"]: row["state"] for row in _stored(settings)}
     rows = [("ID", "NAME", "ENGINE", "STATE", "LOADED")]
     for spec in _merged_specs(settings):
@@ -158,7 +164,15 @@ def _list(settings: Settings) -> int:
         if info:
             rows.append((spec.id, spec.display_name, info["engine"], info["state"], "yes" if info["loaded"] else "no"))
         else:
-            rows.append((spec.id, spec.display_name, resolve_kind(spec), states.get(spec.id, "active"), "no (server not running)"))
+            rows.append(
+                (
+                    spec.id,
+                    spec.display_name,
+                    resolve_kind(spec),
+                    states.get(spec.id, "active"),
+                    "no (server not running)",
+                )
+            )
     for model_id, info in live.items():  # added at runtime and not yet in this database's view
         if model_id not in {r[0] for r in rows}:
             rows.append((model_id, model_id, info["engine"], info["state"], "yes" if info["loaded"] else "no"))

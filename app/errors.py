@@ -31,9 +31,7 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
 
 
 def model_not_found(model: str) -> APIError:
-    return APIError(
-        404, f"The model `{model}` does not exist.", "invalid_request_error", "model", "model_not_found"
-    )
+    return APIError(404, f"The model `{model}` does not exist.", "invalid_request_error", "model", "model_not_found")
 
 
 def unauthorized() -> APIError:
@@ -47,9 +45,7 @@ def unauthorized() -> APIError:
 
 
 def overloaded(retry_after: int, message: str) -> APIError:
-    return APIError(
-        503, message, "server_error", None, "overloaded", {"Retry-After": str(retry_after)}
-    )
+    return APIError(503, message, "server_error", None, "overloaded", {"Retry-After": str(retry_after)})
 
 
 STATUS_TYPES = {

@@ -146,8 +146,13 @@ def compute(
         if not style.winner:
             return None
         return compute_style_leaderboard(
-            style.model_a, style.model_b, style.winner, np.array(style.features_a, dtype=float),
-            np.array(style.features_b, dtype=float), anchor=anchor, min_votes=min_votes,
+            style.model_a,
+            style.model_b,
+            style.winner,
+            np.array(style.features_a, dtype=float),
+            np.array(style.features_b, dtype=float),
+            anchor=anchor,
+            min_votes=min_votes,
         )
     if counts.total == 0:
         return None
@@ -156,9 +161,17 @@ def compute(
 
 def empty_json(category: str, style_control: bool, ci: str, updated: float) -> dict[str, Any]:
     return {
-        "models": [], "total_votes": 0, "updated": updated, "category": category,
-        "style_control": style_control, "ci": ci, "benchmarks": [], "hidden": [],
-        "coefficients": {}, "fit": None, "notice": None,
+        "models": [],
+        "total_votes": 0,
+        "updated": updated,
+        "category": category,
+        "style_control": style_control,
+        "ci": ci,
+        "benchmarks": [],
+        "hidden": [],
+        "coefficients": {},
+        "fit": None,
+        "notice": None,
     }
 
 
@@ -183,21 +196,26 @@ async def load_counts(store: Store, category: str, mode: str = "anony") -> Count
         (mode, category),
     )
     return Counts(
-        [r["model_a"] for r in rows], [r["model_b"] for r in rows], [r["wins_a"] for r in rows],
-        [r["wins_b"] for r in rows], [r["ties"] for r in rows],
+        [r["model_a"] for r in rows],
+        [r["model_b"] for r in rows],
+        [r["wins_a"] for r in rows],
+        [r["wins_b"] for r in rows],
+        [r["ties"] for r in rows],
     )
 
 
 async def load_style_rows(store: Store, category: str, mode: str = "anony") -> StyleRows:
     cols = ", ".join(f"{s}_sf_{c}" for s in "ab" for c in ("tokens", "headers", "lists", "bold"))
     rows = await store.fetchall(
-        f"SELECT model_a, model_b, winner, {cols} FROM votes WHERE mode = ?"
-        " AND (' ' || categories || ' ') LIKE ?",
+        f"SELECT model_a, model_b, winner, {cols} FROM votes WHERE mode = ? AND (' ' || categories || ' ') LIKE ?",
         (mode, f"% {category} %"),
     )
     return StyleRows(
-        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-        [tuple(r[3:7]) for r in rows], [tuple(r[7:11]) for r in rows],
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [tuple(r[3:7]) for r in rows],
+        [tuple(r[7:11]) for r in rows],
     )
 
 
@@ -261,16 +279,22 @@ class Service:
             try:
                 board = compute(counts, anchor=anchor_pair, ci=ci, rounds=rounds, min_votes=min_votes, style=style)
             except np.linalg.LinAlgError:
-                notice = ("Style control could not be fitted on these votes (the style features do not "
-                          "vary independently of the models yet); showing the plain ranking.")
+                notice = (
+                    "Style control could not be fitted on these votes (the style features do not "
+                    "vary independently of the models yet); showing the plain ranking."
+                )
                 board = compute(counts, anchor=anchor_pair, ci=ci, rounds=rounds, min_votes=min_votes)
             updated = time.time()
             if board is None:
                 return empty_json(category, style_control, ci, updated)
             out = board_json(
-                board, total_votes=counts.total, category=category,
-                style_control=style_control and not notice, metadata=metadata,
-                scores=await load_scores(self.store), updated=updated,
+                board,
+                total_votes=counts.total,
+                category=category,
+                style_control=style_control and not notice,
+                metadata=metadata,
+                scores=await load_scores(self.store),
+                updated=updated,
             )
             out["notice"] = notice or None
             return out

@@ -10,12 +10,8 @@ from app.registry import Registry
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "arena_requests", "HTTP requests served.", ["route", "status"], registry=self.registry
-        )
-        self.tokens = Counter(
-            "arena_tokens", "Tokens processed.", ["model", "kind"], registry=self.registry
-        )
+        self.requests = Counter("arena_requests", "HTTP requests served.", ["route", "status"], registry=self.registry)
+        self.tokens = Counter("arena_tokens", "Tokens processed.", ["model", "kind"], registry=self.registry)
         self.ttft = Histogram(
             "arena_time_to_first_token_seconds",
             "Time from request to the first generated token.",
@@ -24,15 +20,15 @@ class Metrics:
             registry=self.registry,
         )
         self.aborts = Counter(
-            "arena_aborted_streams", "Streams stopped because the client went away.", ["model"],
+            "arena_aborted_streams",
+            "Streams stopped because the client went away.",
+            ["model"],
             registry=self.registry,
         )
         self.queue_depth = Gauge(
             "arena_queue_depth", "Requests waiting for a model.", ["model"], registry=self.registry
         )
-        self.running = Gauge(
-            "arena_running_streams", "Streams generating now.", ["model"], registry=self.registry
-        )
+        self.running = Gauge("arena_running_streams", "Streams generating now.", ["model"], registry=self.registry)
 
     def count_tokens(self, model: str, prompt: int, completion: int) -> None:
         self.tokens.labels(model, "prompt").inc(prompt)

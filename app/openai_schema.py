@@ -93,7 +93,11 @@ class CompletionRequest(_Sampling):
 
 
 def _param(loc: tuple[int | str, ...]) -> str | None:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p[0].isupper() or p in ("str", "list[TextPart]", "list[str]"))]
+    parts = [
+        str(p)
+        for p in loc
+        if not (isinstance(p, str) and p[0].isupper() or p in ("str", "list[TextPart]", "list[str]"))
+    ]
     if not parts:
         return None
     out = parts[0]

@@ -34,7 +34,9 @@ def intervals_svg(rows: Sequence[dict[str, Any]], width: int = 720) -> str:
         _text(left, 18, "Arena score with 95% interval", font_size=13, font_weight="bold"),
     ]
     for tick in np.linspace(lo, hi, 5):
-        parts.append(f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" y2="{height - 26}" stroke="#e3e3e8"/>')
+        parts.append(
+            f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" y2="{height - 26}" stroke="#e3e3e8"/>'
+        )
         parts.append(_text(x(tick), height - 10, f"{tick:.0f}", font_size=11, text_anchor="middle", fill="#666"))
     for i, r in enumerate(rows):
         y = top + row_h * i + row_h / 2
@@ -44,8 +46,9 @@ def intervals_svg(rows: Sequence[dict[str, Any]], width: int = 720) -> str:
             f'y2="{y:.1f}" stroke="#3657d6" stroke-width="2"/>'
         )
         parts.append(
-            f'<circle class="score" data-model="{escape(r["model"])}" cx="{x(r["rating"]):.1f}" cy="{y:.1f}" r="4" fill="#3657d6">'
-            f'<title>{escape(r["model"])}: {r["rating"]:.1f} (+{r["ci_plus"]:.1f}/-{r["ci_minus"]:.1f})</title></circle>'
+            f'<circle class="score" data-model="{escape(r["model"])}" cx="{x(r["rating"]):.1f}" '
+            f'cy="{y:.1f}" r="4" fill="#3657d6"><title>{escape(r["model"])}: {r["rating"]:.1f} '
+            f"(+{r['ci_plus']:.1f}/-{r['ci_minus']:.1f})</title></circle>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -81,16 +84,22 @@ def heatmap_svg(labels: Sequence[str], matrix: np.ndarray, title: str, *, percen
             else:
                 t = v / vmax if vmax else 0.0
                 if percent:  # red below 50%, blue above
-                    fill = f"rgb({int(255 - max(0, t - .5) * 2 * 190)},{int(255 - abs(t - .5) * 2 * 160)},{int(255 - max(0, .5 - t) * 2 * 190)})"
+                    red = int(255 - max(0, t - 0.5) * 2 * 190)
+                    green = int(255 - abs(t - 0.5) * 2 * 160)
+                    blue = int(255 - max(0, 0.5 - t) * 2 * 190)
+                    fill = f"rgb({red},{green},{blue})"
                     label = f"{v * 100:.0f}"
                 else:
                     fill = f"rgb({int(255 - t * 200)},{int(255 - t * 150)},255)"
                     label = f"{v:.0f}"
             parts.append(
-                f'<rect class="cell" x="{left + cell * j:.1f}" y="{y:.1f}" width="{cell:.1f}" height="{cell:.1f}" fill="{fill}" stroke="#fff">'
+                f'<rect class="cell" x="{left + cell * j:.1f}" y="{y:.1f}" width="{cell:.1f}" '
+                f'height="{cell:.1f}" fill="{fill}" stroke="#fff">'
                 f"<title>{escape(name)} vs {escape(labels[j])}: {label}</title></rect>"
             )
             if label and cell >= 22:
-                parts.append(_text(left + cell * j + cell / 2, y + cell / 2 + 4, label, font_size=9, text_anchor="middle"))
+                parts.append(
+                    _text(left + cell * j + cell / 2, y + cell / 2 + 4, label, font_size=9, text_anchor="middle")
+                )
     parts.append("</svg>")
     return "".join(parts)

@@ -181,8 +181,10 @@ class Registry:
                 return entry
             try:
                 path = await asyncio.to_thread(entry.spec.resolved_weights) if entry.spec.weights else ""
-                need = 0 if (path and self.factory.shares_weights(path)) else (
-                    estimate_memory(entry.spec, path, self.parallel) if path else 0
+                need = (
+                    0
+                    if (path and self.factory.shares_weights(path))
+                    else (estimate_memory(entry.spec, path, self.parallel) if path else 0)
                 )
                 self._check_budget(entry, need)
                 entry.engine = await self.factory.build(entry.spec, path, self._n_ctx(entry.spec))
@@ -236,7 +238,8 @@ class Registry:
             return []
         now = time.monotonic()
         idle = [
-            e.id for e in self.entries.values()
+            e.id
+            for e in self.entries.values()
             if e.loaded and e.stats.running == 0 and now - e.stats.last_used > self.keep_alive
         ]
         for model_id in idle:
@@ -282,7 +285,15 @@ class Registry:
             spec = ModelSpec.model_validate(merged)
         except ValidationError as exc:
             raise RegistryError(f"invalid model: {exc.errors(include_url=False)[0]['msg']}") from None
-        engine_fields = ("engine", "weights", "chat_format", "context_length", "base_url", "api_key_env", "remote_model")
+        engine_fields = (
+            "engine",
+            "weights",
+            "chat_format",
+            "context_length",
+            "base_url",
+            "api_key_env",
+            "remote_model",
+        )
         reload = any(getattr(spec, f) != getattr(entry.spec, f) for f in engine_fields)
         if reload:
             try:

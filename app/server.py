@@ -48,9 +48,7 @@ def _is_json_api(request: Request[Any, Any, Any]) -> bool:
 def _error_response(request: Request[Any, Any, Any], error: APIError) -> Response[Any]:
     if _is_json_api(request):
         return Response(error.body(), status_code=error.status, headers=error.headers)
-    return Response(
-        error.message, status_code=error.status, headers=error.headers, media_type=MediaType.TEXT
-    )
+    return Response(error.message, status_code=error.status, headers=error.headers, media_type=MediaType.TEXT)
 
 
 def _on_api_error(request: Request[Any, Any, Any], exc: APIError) -> Response[Any]:
@@ -154,9 +152,20 @@ def create_app(settings: Settings) -> Litestar:
             await store.close()
 
     return Litestar(
-        route_handlers=[openai.router, arena_api.router, admin.api_router, *admin.page_handlers, *pages.route_handlers, *leaderboard.route_handlers, *health.route_handlers, static_files],
+        route_handlers=[
+            openai.router,
+            arena_api.router,
+            admin.api_router,
+            *admin.page_handlers,
+            *pages.route_handlers,
+            *leaderboard.route_handlers,
+            *health.route_handlers,
+            static_files,
+        ],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(views.environment())),
-        csrf_config=CSRFConfig(secret=secret, exclude=["^/v1/", "^/api/", "^/health", "^/ready", "^/metrics"], cookie_samesite="strict"),
+        csrf_config=CSRFConfig(
+            secret=secret, exclude=["^/v1/", "^/api/", "^/health", "^/ready", "^/metrics"], cookie_samesite="strict"
+        ),
         state=state,
         lifespan=[lifespan],
         before_send=[_count_requests(metrics)],

@@ -79,9 +79,7 @@ async def _measured(
                 metrics.aborts.labels(model_id).inc()
 
 
-async def start(
-    models: Registry, metrics: Metrics, model_id: str, request: GenerationRequest
-) -> Started:
+async def start(models: Registry, metrics: Metrics, model_id: str, request: GenerationRequest) -> Started:
     """Resolve the model, start generating and wait for the first delta."""
     entry = await resolve(models, model_id)
     assert entry.engine is not None

@@ -22,17 +22,13 @@ class Settings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
-    models: Path | None = Field(
-        None, description="Models TOML file; the embedded default (bundled Gemma) when unset."
-    )
+    models: Path | None = Field(None, description="Models TOML file; the embedded default (bundled Gemma) when unset.")
     db: Path = Field(Path("arena.db"), description="SQLite database file.")
     api_key: list[str] = Field(
         default_factory=list,
         description="API keys that protect /v1 (repeat the flag, or comma-separate in env).",
     )
-    admin_token: str | None = Field(
-        None, description="Token for /admin and /api/v1/admin; admin is off when unset."
-    )
+    admin_token: str | None = Field(None, description="Token for /admin and /api/v1/admin; admin is off when unset.")
     max_body_bytes: int = Field(1_000_000, gt=0, description="Largest request body accepted.")
     parallel: int = Field(2, ge=1, description="Streams each model runs at once.")
     max_queue: int = Field(16, ge=0, description="Requests that may wait per model before 503.")
@@ -44,22 +40,14 @@ class Settings(BaseModel):
     max_turns: int = Field(8, ge=1, description="Most turns in one battle.")
     battle_rate: str = Field("30/60", description="New battles allowed per IP: COUNT/SECONDS.")
     vote_rate: str = Field("60/60", description="Votes allowed per IP: COUNT/SECONDS.")
-    trusted_proxies: list[str] = Field(
-        default_factory=list, description="Proxy IPs whose X-Forwarded-For is believed."
-    )
-    generation_timeout: float = Field(
-        300.0, gt=0, description="Seconds one battle answer may take before it fails."
-    )
+    trusted_proxies: list[str] = Field(default_factory=list, description="Proxy IPs whose X-Forwarded-For is believed.")
+    generation_timeout: float = Field(300.0, gt=0, description="Seconds one battle answer may take before it fails.")
     model_dir: list[str] = Field(
         default_factory=lambda: ["models"],
         description="Folders that runtime-added weights must lie in (repeat the flag).",
     )
-    memory_budget_mb: int = Field(
-        0, ge=0, description="RAM for loaded models in MB; 0 means 85% of physical memory."
-    )
-    keep_alive: float = Field(
-        0.0, ge=0, description="Seconds an idle model stays loaded; 0 keeps models loaded."
-    )
+    memory_budget_mb: int = Field(0, ge=0, description="RAM for loaded models in MB; 0 means 85% of physical memory.")
+    keep_alive: float = Field(0.0, ge=0, description="Seconds an idle model stays loaded; 0 keeps models loaded.")
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
 

@@ -43,7 +43,9 @@ def page(request: Request[Any, Any, Any], template: str, **context: Any) -> Temp
     return Template(template_name=template, context=context)
 
 
-def block(request: Request[Any, Any, Any], template: str, name: str, status: int = 200, **context: Any) -> Response[str]:
+def block(
+    request: Request[Any, Any, Any], template: str, name: str, status: int = 200, **context: Any
+) -> Response[str]:
     context.setdefault("request", request)
     context.setdefault("csrf_token", lambda: csrf_token({"request": request}))
     html = render_block(environment(), template, name, **context)

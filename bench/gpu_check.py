@@ -43,9 +43,7 @@ class Row:
 
 def request(i: int, max_tokens: int, **kwargs: Any) -> GenerationRequest:
     kwargs.setdefault("temperature", 0.0 if i % 2 == 0 else 0.8)
-    return GenerationRequest(
-        f"gpu-check-{i}", messages=list(PROMPT), max_tokens=max_tokens, seed=i, **kwargs
-    )
+    return GenerationRequest(f"gpu-check-{i}", messages=list(PROMPT), max_tokens=max_tokens, seed=i, **kwargs)
 
 
 async def timed(stream: AsyncIterator[Delta]) -> tuple[list[Delta], float]:
@@ -198,13 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             path = str(build_tiny_model(Path(tmp) / "tiny-llama"))
         print(f"model: {path}  torch {torch.__version__}  CUDA: {cuda}")
         try:
-            rows += asyncio.run(
-                check_transformers(path, args.device, args.requests, args.max_tokens)
-            )
+            rows += asyncio.run(check_transformers(path, args.device, args.requests, args.max_tokens))
         except Exception as exc:
-            rows.append(
-                Row("transformers", "FAIL", args.device, None, f"{type(exc).__name__}: {exc}")
-            )
+            rows.append(Row("transformers", "FAIL", args.device, None, f"{type(exc).__name__}: {exc}"))
 
         from app.engines.vllm import vllm_available
 
@@ -213,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         elif not vllm_available():
             rows.append(Row("vllm", "SKIP", detail="vllm is not installed (gpu extra)"))
         else:
-            rows.append(
-                asyncio.run(check_vllm(path, args.requests, args.max_tokens, args.vllm_memory))
-            )
+            rows.append(asyncio.run(check_vllm(path, args.requests, args.max_tokens, args.vllm_memory)))
 
     print_summary(rows)
     failed = [r.engine for r in rows if r.status == "FAIL"]

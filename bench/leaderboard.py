@@ -204,10 +204,7 @@ def main() -> None:
         print(f"{label:<{width}}  {ms(t)}")
     print("-" * (width + 15))
     if ref is None:
-        print(
-            "arena-rank is not installed: the anchor is missing "
-            "(pip install arena-rank==0.1.1 to compare)."
-        )
+        print("arena-rank is not installed: the anchor is missing (pip install arena-rank==0.1.1 to compare).")
         return
     diff = max(abs(mine["scores"][m] - ref["scores"][m]) for m in mine["scores"])
     print(
@@ -219,14 +216,8 @@ def main() -> None:
         f"{ref['cold'] / mine['battles']:10.1f} x"
     )
     print(f"{'ours from pair counts':<{width}}  {ms(mine['counts'])}   (target <= 20 ms)")
-    print(
-        f"{'ratio bootstrap-100, arena-rank / ours':<{width}}  "
-        f"{ref['boot'] / mine['boot']:10.1f} x   (target >= 20)"
-    )
-    print(
-        f"{'max |score difference| (both pin ' + ANCHOR_MODEL + ')':<{width}}  "
-        f"{diff:10.4f} pts (target <= 0.05)"
-    )
+    print(f"{'ratio bootstrap-100, arena-rank / ours':<{width}}  {ref['boot'] / mine['boot']:10.1f} x   (target >= 20)")
+    print(f"{'max |score difference| (both pin ' + ANCHOR_MODEL + ')':<{width}}  {diff:10.4f} pts (target <= 0.05)")
 
 
 if __name__ == "__main__":

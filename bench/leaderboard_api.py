@@ -73,8 +73,10 @@ def build_db(path: Path, n_votes: int, n_models: int, seed: int) -> None:
     conn.executemany(
         "INSERT INTO pair_counts (mode, category, model_a, model_b, wins_a, wins_b, ties, bothbad)"
         " VALUES ('anony', 'overall', ?, ?, ?, ?, ?, 0)",
-        [(names[k // n_models], names[k % n_models], int(x), int(y), int(z))
-         for k, x, y, z in zip(pairs, wins_a, wins_b, ties, strict=True)],
+        [
+            (names[k // n_models], names[k % n_models], int(x), int(y), int(z))
+            for k, x, y, z in zip(pairs, wins_a, wins_b, ties, strict=True)
+        ],
     )
     conn.commit()
     conn.close()
@@ -103,9 +105,26 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
     server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port), "--db", str(db), "--models", str(models),
-         "--vote-rate", "1000000/1", "--battle-rate", "1000000/1"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            str(db),
+            "--models",
+            str(models),
+            "--vote-rate",
+            "1000000/1",
+            "--battle-rate",
+            "1000000/1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         with httpx.Client(base_url=base, timeout=60) as client:
@@ -115,8 +134,10 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.2)
-            battles = [client.post("/api/v1/battles", json={"prompt": "hi", "wait": True}).json()["id"]
-                       for _ in range(args.requests)]
+            battles = [
+                client.post("/api/v1/battles", json={"prompt": "hi", "wait": True}).json()["id"]
+                for _ in range(args.requests)
+            ]
             client.get("/api/v1/leaderboard")  # warm-up
             fresh, cached, floor = [], [], []
             for battle_id in battles:
@@ -136,10 +157,15 @@ def main() -> None:
     print(f"last board: {len(board['models'])} models, {board['total_votes']:,} votes counted\n")
     print(f"{'request':<44}{'p50 ms':>10}{'p99 ms':>10}{'x anchor':>10}")
     anchor = statistics.median(floor)
-    for label, xs in (("GET /api/v1/leaderboard, fresh after a vote", fresh),
-                      ("GET /api/v1/leaderboard, cached", cached), ("anchor: GET /health", floor)):
-        print(f"{label:<44}{percentile(xs, 50) * 1e3:>10.1f}{percentile(xs, 99) * 1e3:>10.1f}"
-              f"{statistics.median(xs) / anchor:>10.1f}")
+    for label, xs in (
+        ("GET /api/v1/leaderboard, fresh after a vote", fresh),
+        ("GET /api/v1/leaderboard, cached", cached),
+        ("anchor: GET /health", floor),
+    ):
+        print(
+            f"{label:<44}{percentile(xs, 50) * 1e3:>10.1f}{percentile(xs, 99) * 1e3:>10.1f}"
+            f"{statistics.median(xs) / anchor:>10.1f}"
+        )
     print(f"\ntarget: fresh p50 <= 50 ms -> {'met' if percentile(fresh, 50) <= 0.05 else 'MISSED'}")
 
 

@@ -118,8 +118,7 @@ def concurrent(base: str, models: list[str], prompt: str, max_tokens: int) -> tu
     results: list[Run] = []
     start = time.perf_counter()
     threads = [
-        threading.Thread(target=lambda m=m: results.append(stream_http(base, m, prompt, max_tokens)))
-        for m in models
+        threading.Thread(target=lambda m=m: results.append(stream_http(base, m, prompt, max_tokens))) for m in models
     ]
     for t in threads:
         t.start()
@@ -150,19 +149,37 @@ def main() -> None:
 
     ours_port, theirs_port, theirs2_port = free_port(), free_port(), free_port()
     try:
-        spawn([sys.executable, "-m", "app", "serve", "--port", str(ours_port), "--db", "/tmp/bench-serving.db"],
-              f"http://127.0.0.1:{ours_port}/ready")
-        server_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", path, "--chat_format", "gemma", "--n_ctx", "4096"]
+        spawn(
+            [sys.executable, "-m", "app", "serve", "--port", str(ours_port), "--db", "/tmp/bench-serving.db"],
+            f"http://127.0.0.1:{ours_port}/ready",
+        )
+        server_cmd = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            path,
+            "--chat_format",
+            "gemma",
+            "--n_ctx",
+            "4096",
+        ]
         spawn([*server_cmd, "--port", str(theirs_port)], f"http://127.0.0.1:{theirs_port}/v1/models")
-        spawn([*server_cmd, "--port", str(theirs2_port), "--n_threads", str(cores)],
-              f"http://127.0.0.1:{theirs2_port}/v1/models")
+        spawn(
+            [*server_cmd, "--port", str(theirs2_port), "--n_threads", str(cores)],
+            f"http://127.0.0.1:{theirs2_port}/v1/models",
+        )
         llm = llama_cpp.Llama(path, chat_format="gemma", n_ctx=4096, n_threads=cores, verbose=False)
 
         systems = {
             "a in-process": lambda p: in_process(llm, p, args.max_tokens),
-            "b arena /v1": lambda p: stream_http(f"http://127.0.0.1:{ours_port}", "gemma-3-270m-greedy", p, args.max_tokens),
+            "b arena /v1": lambda p: stream_http(
+                f"http://127.0.0.1:{ours_port}", "gemma-3-270m-greedy", p, args.max_tokens
+            ),
             "c llama_cpp.server": lambda p: stream_http(f"http://127.0.0.1:{theirs_port}", "x", p, args.max_tokens),
-            f"c' llama_cpp.server n_threads={cores}": lambda p: stream_http(f"http://127.0.0.1:{theirs2_port}", "x", p, args.max_tokens),
+            f"c' llama_cpp.server n_threads={cores}": lambda p: stream_http(
+                f"http://127.0.0.1:{theirs2_port}", "x", p, args.max_tokens
+            ),
         }
         for fn in systems.values():  # warm-up
             fn("Hello")
@@ -190,8 +207,10 @@ def main() -> None:
     rate = {n: statistics.median(r.rate for r in rs) for n, rs in runs.items()}
     ttft = {n: statistics.median(r.ttft for r in rs) * 1000 for n, rs in runs.items()}
     toks = {n: sum(r.tokens for r in rs) for n, rs in runs.items()}
-    print(f"\nbench/serving.py  model=gemma-3-270m Q4_K_M  cores={cores}  max_tokens={args.max_tokens}  "
-          f"rounds={args.rounds}x{len(PROMPTS)} prompts, greedy\n")
+    print(
+        f"\nbench/serving.py  model=gemma-3-270m Q4_K_M  cores={cores}  max_tokens={args.max_tokens}  "
+        f"rounds={args.rounds}x{len(PROMPTS)} prompts, greedy\n"
+    )
     print(f"{'system':<34}{'tok/s (median)':>16}{'TTFT ms (median)':>18}{'tokens':>9}")
     for name in systems:
         print(f"{name:<34}{rate[name]:>16.1f}{ttft[name]:>18.1f}{toks[name]:>9}")
@@ -203,8 +222,10 @@ def main() -> None:
     print(f"b/c' = {b / c2:.3f}   (c with n_threads matched to ours)")
     single = single_tokens / single_wall
     pair = pair_tokens / pair_wall
-    print(f"two streams at once: {pair:.1f} tok/s total vs {single:.1f} tok/s single "
-          f"(ratio {pair / single:.2f}, target >= 1.0)")
+    print(
+        f"two streams at once: {pair:.1f} tok/s total vs {single:.1f} tok/s single "
+        f"(ratio {pair / single:.2f}, target >= 1.0)"
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,15 @@ def test_readme_settings_table_is_generated_from_settings() -> None:
 def test_every_cli_command_is_documented() -> None:
     for command in COMMANDS:
         assert f"`arena {command}" in README, command
-    for sub in ("models add", "models remove", "models pause", "models resume", "battles import",
-                "battles export", "scores import"):
+    for sub in (
+        "models add",
+        "models remove",
+        "models pause",
+        "models resume",
+        "battles import",
+        "battles export",
+        "scores import",
+    ):
         assert f"arena {sub}" in README, sub
     build_parser()  # builds without conflicts
 
@@ -67,6 +74,8 @@ def test_dockerfile_installs_like_the_makefile() -> None:
         for target in run.split():
             assert target in targets or any(t.startswith("$(") for t in targets), target
     assert "pip install -q -e ." in (ROOT / "Makefile").read_text()
-    assert re.search(r"^FROM .* AS cpu$", docker, re.MULTILINE) and re.search(r"^FROM .* AS cuda$", docker, re.MULTILINE)
+    assert re.search(r"^FROM .* AS cpu$", docker, re.MULTILINE) and re.search(
+        r"^FROM .* AS cuda$", docker, re.MULTILINE
+    )
     assert 'CMD ["arena", "serve"]' in docker
     assert "docker build --target cpu" in README and "docker run" in README

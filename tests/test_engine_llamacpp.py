@@ -106,7 +106,9 @@ async def test_full_queue_is_refused(weights: LlamaWeights) -> None:
 async def test_concurrent_streams_use_their_own_contexts(weights: LlamaWeights) -> None:
     engine = _engine(weights, parallel=2)
     alone = "".join(d.text for d in await _all(engine, _req(max_tokens=16)))
-    together = await asyncio.gather(_all(engine, _req(max_tokens=16, rid="x")), _all(engine, _req(max_tokens=16, rid="y")))
+    together = await asyncio.gather(
+        _all(engine, _req(max_tokens=16, rid="x")), _all(engine, _req(max_tokens=16, rid="y"))
+    )
     assert ["".join(d.text for d in ds) for ds in together] == [alone, alone]
     await engine.close()
 

@@ -65,9 +65,7 @@ class FakeOpenAI:
         finally:
             writer.close()
 
-    async def route(
-        self, method: str, path: str, body: dict[str, Any], w: asyncio.StreamWriter
-    ) -> None:
+    async def route(self, method: str, path: str, body: dict[str, Any], w: asyncio.StreamWriter) -> None:
         if method == "GET" and path == "/v1/models":
             return await self.json(w, 200, {"object": "list", "data": [{"id": m} for m in MODELS]})
         model = body.get("model")
@@ -75,9 +73,7 @@ class FakeOpenAI:
             error = {"message": CTX_MESSAGE, "type": "invalid_request_error"}
             return await self.json(w, 400, {"error": {**error, "code": "context_length_exceeded"}})
         if model == "busy":
-            return await self.json(
-                w, 429, {"error": {"message": "slow down"}}, {"Retry-After": "7"}
-            )
+            return await self.json(w, 429, {"error": {"message": "slow down"}}, {"Retry-After": "7"})
         if model == "unavailable":
             return await self.json(w, 503, {"error": {"message": "warming up"}})
         if model == "boom":
@@ -112,9 +108,7 @@ class FakeOpenAI:
         await self.send_chunk(w, b"data: [DONE]\n\n")
         await self.send_chunk(w, b"")
 
-    async def json(
-        self, w: asyncio.StreamWriter, status: int, payload: Any, extra: dict | None = None
-    ) -> None:
+    async def json(self, w: asyncio.StreamWriter, status: int, payload: Any, extra: dict | None = None) -> None:
         data = json.dumps(payload).encode()
         headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
         w.write(self.head(status, {**headers, **(extra or {})}) + data)
@@ -152,9 +146,7 @@ async def fake_server() -> AsyncIterator[FakeOpenAI]:
         await server.wait_closed()
 
 
-def run_with_engine(
-    model: str, body: Callable[[RemoteEngine, FakeOpenAI], Awaitable[Any]], **kwargs: Any
-) -> Any:
+def run_with_engine(model: str, body: Callable[[RemoteEngine, FakeOpenAI], Awaitable[Any]], **kwargs: Any) -> Any:
     async def main() -> Any:
         async with fake_server() as fake:
             engine = RemoteEngine(fake.base_url, model, **kwargs)
@@ -332,10 +324,7 @@ def test_unreachable_remote_retries_connects_then_fails() -> None:
 def test_connect_retry_then_success_with_mock_transport() -> None:
     calls = 0
     sse = (
-        b"".join(
-            f"data: {json.dumps(c)}\n\n".encode()
-            for c in [chunk("m", "ok"), chunk("m", finish="stop")]
-        )
+        b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in [chunk("m", "ok"), chunk("m", finish="stop")])
         + b"data: [DONE]\n\n"
     )
 
@@ -347,9 +336,7 @@ def test_connect_retry_then_success_with_mock_transport() -> None:
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse)
 
     async def main() -> list[Delta]:
-        engine = RemoteEngine(
-            "http://remote.test/v1", "m", connect_retries=2, transport=httpx.MockTransport(handler)
-        )
+        engine = RemoteEngine("http://remote.test/v1", "m", connect_retries=2, transport=httpx.MockTransport(handler))
         try:
             return await collect(engine, chat())
         finally:

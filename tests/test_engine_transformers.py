@@ -29,9 +29,7 @@ HELLO = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hello there")]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(
-        tmp_path_factory.mktemp("tiny") / "model", max_position_embeddings=CONTEXT
-    )
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", max_position_embeddings=CONTEXT)
 
 
 @pytest.fixture(scope="module")

@@ -31,9 +31,7 @@ PIECES = [("Hel", [11, 12]), ("lo", [13]), ("", [14]), (" there", [15, 16])]
 
 
 class FakeTokenizer:
-    def apply_chat_template(
-        self, messages: list[dict[str, str]], add_generation_prompt: bool, tokenize: bool
-    ) -> str:
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool, tokenize: bool) -> str:
         assert add_generation_prompt and not tokenize
         turns = "".join(f"<{m['role']}>{m['content']}" for m in messages)
         return turns + "<assistant>"
@@ -71,16 +69,12 @@ class FakeLLM:
     def get_tokenizer(self) -> FakeTokenizer:
         return FakeTokenizer()
 
-    async def generate(
-        self, prompt: Any, sampling_params: Any, request_id: str
-    ) -> AsyncIterator[Any]:
+    async def generate(self, prompt: Any, sampling_params: Any, request_id: str) -> AsyncIterator[Any]:
         self.generate_calls.append((prompt, sampling_params, request_id))
         try:
             for i, (text, ids) in enumerate(PIECES):
                 last = i == len(PIECES) - 1
-                choice = SimpleNamespace(
-                    text=text, token_ids=ids, finish_reason=self.finish_reason if last else None
-                )
+                choice = SimpleNamespace(text=text, token_ids=ids, finish_reason=self.finish_reason if last else None)
                 yield SimpleNamespace(
                     request_id=request_id,
                     prompt_token_ids=prompt["prompt_token_ids"] if i == 0 else None,
@@ -115,9 +109,7 @@ def fake_api(*, structured: bool = True) -> VLLMApi:
 
 def started(**kwargs: Any) -> VLLMEngine:
     structured = kwargs.pop("structured", True)
-    engine = VLLMEngine(
-        "/models/tiny", api_factory=lambda: fake_api(structured=structured), **kwargs
-    )
+    engine = VLLMEngine("/models/tiny", api_factory=lambda: fake_api(structured=structured), **kwargs)
     asyncio.run(engine.start())
     return engine
 

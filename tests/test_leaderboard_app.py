@@ -26,12 +26,23 @@ def _battles(n: int, seed: int = 0) -> list[dict]:
         u = rng.random()
         winner = "tie" if abs(u - p) < 0.05 else ("model_a" if u < p else "model_b")
         prompt = "Write a python function that sorts a list" if i % 3 == 0 else "Tell me a joke"
-        rows.append({
-            "model_a": a, "model_b": b, "winner": winner, "anony": i % 10 != 0, "turn": 1 + (i % 7 == 0),
-            "tstamp": 1_700_000_000 + i, "language": "English", "question_id": f"q{i}",
-            "conversation_a": [{"role": "user", "content": prompt}, {"role": "assistant", "content": f"**A{i}**\n- item"}],
-            "conversation_b": [{"role": "user", "content": prompt}, {"role": "assistant", "content": f"B{i}"}],
-        })
+        rows.append(
+            {
+                "model_a": a,
+                "model_b": b,
+                "winner": winner,
+                "anony": i % 10 != 0,
+                "turn": 1 + (i % 7 == 0),
+                "tstamp": 1_700_000_000 + i,
+                "language": "English",
+                "question_id": f"q{i}",
+                "conversation_a": [
+                    {"role": "user", "content": prompt},
+                    {"role": "assistant", "content": f"**A{i}**\n- item"},
+                ],
+                "conversation_b": [{"role": "user", "content": prompt}, {"role": "assistant", "content": f"B{i}"}],
+            }
+        )
     return rows
 
 
@@ -62,10 +73,17 @@ def test_import_export_round_trip_loses_nothing(battles_file: Path, tmp_path: Pa
 def test_bad_rows_are_reported_with_line_numbers(tmp_path: Path, capsys) -> None:
     path = tmp_path / "b.jsonl"
     good = {"model_a": "x", "model_b": "y", "winner": "model_a"}
-    path.write_text("\n".join([
-        json.dumps(good), json.dumps({**good, "winner": "A"}), json.dumps({**good, "model_b": "x"}),
-        json.dumps({"model_a": "x", "winner": "tie"}), "{not json",
-    ]))
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps(good),
+                json.dumps({**good, "winner": "A"}),
+                json.dumps({**good, "model_b": "x"}),
+                json.dumps({"model_a": "x", "winner": "tie"}),
+                "{not json",
+            ]
+        )
+    )
     assert arena(["battles", "import", str(path), "--db", str(tmp_path / "a.db")]) == 0
     out = capsys.readouterr().out
     assert "imported 1 battles" in out
@@ -130,9 +148,26 @@ async def test_benchmark_scores_become_columns(make_app, battles_file: Path, tmp
 
 def test_cli_json_has_the_api_shape(battles_file: Path, tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "app", "leaderboard", "--battles", str(battles_file), "--format", "json",
-         "--anchor", "m-weak=900", "--ci", "bootstrap", "--bootstrap-rounds", "20"],
-        capture_output=True, text=True, cwd=ROOT, check=True,
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "leaderboard",
+            "--battles",
+            str(battles_file),
+            "--format",
+            "json",
+            "--anchor",
+            "m-weak=900",
+            "--ci",
+            "bootstrap",
+            "--bootstrap-rounds",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
     )
     board = json.loads(run.stdout)
     assert set(board) >= {"models", "total_votes", "updated", "category"}
@@ -141,7 +176,10 @@ def test_cli_json_has_the_api_shape(battles_file: Path, tmp_path: Path) -> None:
     assert arena(["battles", "import", str(battles_file), "--db", db]) == 0
     from_db = subprocess.run(
         [sys.executable, "-m", "app", "leaderboard", "--db", db, "--format", "csv", "--category", "coding"],
-        capture_output=True, text=True, cwd=ROOT, check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
     )
     assert from_db.stdout.splitlines()[0] == "rank_ub,model,rating,ci_lower,ci_upper,votes"
 

@@ -109,6 +109,7 @@ async def test_models_list_shape(client: AsyncTestClient) -> None:
     body = (await client.get("/v1/models")).json()
     assert body["object"] == "list"
     assert [(m["id"], m["object"], m["owned_by"]) for m in body["data"]] == [
-        ("alpha", "model", "Test Org"), ("beta", "model", "Test Org"),
+        ("alpha", "model", "Test Org"),
+        ("beta", "model", "Test Org"),
     ]
     assert all(isinstance(m["created"], int) for m in body["data"])

@@ -41,9 +41,7 @@ def test_ties_count_half_a_win() -> None:
     # 2 wins + 2 ties against 0 wins is a score of 3 out of 4, the same as 3-1.
     tied = fit_bradley_terry(two_models(2, 0, 2))
     assert tied.ratings[0] - tied.ratings[1] == pytest.approx(400 * math.log10(3), abs=1e-6)
-    tie_kinds = aggregate_battles(
-        ["A"] * 4, ["B"] * 4, ["model_a", "model_a", "tie", "tie (bothbad)"]
-    )
+    tie_kinds = aggregate_battles(["A"] * 4, ["B"] * 4, ["model_a", "model_a", "tie", "tie (bothbad)"])
     np.testing.assert_allclose(fit_bradley_terry(tie_kinds).ratings, tied.ratings, atol=1e-9)
 
 
@@ -78,9 +76,7 @@ def test_published_example_journal_citations() -> None:
     # Comm Statist -2.9491, JASA -0.4796, JRSS-B 0.2690.
     # Rows: cited journal (the "winner"); columns: citing journal.
     journals = ["Biometrika", "Comm Statist", "JASA", "JRSS-B"]
-    cites = np.array(
-        [[714, 730, 498, 221], [33, 425, 68, 17], [320, 813, 1072, 142], [284, 276, 325, 188]]
-    )
+    cites = np.array([[714, 730, 498, 221], [33, 425, 68, 17], [320, 813, 1072, 142], [284, 276, 325, 188]])
     rows = [(i, j) for i in range(4) for j in range(i + 1, 4)]
     cells = cells_from_pair_counts(
         [journals[i] for i, _ in rows],
@@ -120,9 +116,7 @@ def test_swapping_sides_changes_nothing() -> None:
 
 
 def test_anchor_shifts_every_score_by_one_constant() -> None:
-    cells = cells_from_pair_counts(
-        ["A", "B", "A"], ["B", "C", "C"], [5, 3, 7], [2, 4, 1], [1, 0, 2]
-    )
+    cells = cells_from_pair_counts(["A", "B", "A"], ["B", "C", "C"], [5, 3, 7], [2, 4, 1], [1, 0, 2])
     free = fit_bradley_terry(cells)
     pinned = fit_bradley_terry(cells, anchor=("B", 1114.0))
     assert pinned.anchored and not free.anchored
@@ -140,9 +134,7 @@ def test_scale_base_and_init_are_explicit() -> None:
 
 
 def test_a_model_that_only_wins_gets_a_finite_rating() -> None:
-    cells = cells_from_pair_counts(
-        ["A", "B", "B"], ["B", "C", "D"], [3, 2, 1], [0, 1, 1], [0, 0, 0]
-    )
+    cells = cells_from_pair_counts(["A", "B", "B"], ["B", "C", "D"], [3, 2, 1], [0, 1, 1], [0, 0, 0])
     fit = fit_bradley_terry(cells)
     assert not fit.info.identifiable
     assert fit.info.ridge > 0 and fit.info.converged
@@ -174,9 +166,7 @@ def test_models_without_battles_are_inactive() -> None:
 
 def test_weights_enter_the_likelihood() -> None:
     # weighting A's wins by 1/3 turns 3-1 into an even score
-    cells = aggregate_battles(
-        ["A"] * 4, ["B"] * 4, ["model_a"] * 3 + ["model_b"], weights=[1 / 3] * 3 + [1.0]
-    )
+    cells = aggregate_battles(["A"] * 4, ["B"] * 4, ["model_a"] * 3 + ["model_b"], weights=[1 / 3] * 3 + [1.0])
     np.testing.assert_allclose(fit_bradley_terry(cells).ratings, [1000.0, 1000.0], atol=1e-9)
 
 

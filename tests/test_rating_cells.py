@@ -103,9 +103,7 @@ def test_many_models_use_the_sparse_path_with_the_same_result() -> None:
 
 
 def test_weights_sum_and_square_per_outcome() -> None:
-    cells = aggregate_battles(
-        ["A", "B", "A"], ["B", "A", "B"], ["model_a", "model_b", "tie"], weights=[2.0, 3.0, 0.5]
-    )
+    cells = aggregate_battles(["A", "B", "A"], ["B", "A", "B"], ["model_a", "model_b", "tie"], weights=[2.0, 3.0, 0.5])
     assert cells.is_weighted
     assert cells.counts.tolist() == [[2, 0, 1]]
     assert cells.weights.tolist() == [[5.0, 0.0, 0.5]]
@@ -123,9 +121,7 @@ def test_drop_ties() -> None:
     assert plain.j.tolist() == [1]
 
 
-@pytest.mark.parametrize(
-    "winner", [["model_a", "draw"], np.array(["model_a", "modelb"]), np.array([0, 3])]
-)
+@pytest.mark.parametrize("winner", [["model_a", "draw"], np.array(["model_a", "modelb"]), np.array([0, 3])])
 def test_unknown_outcomes_raise(winner) -> None:
     with pytest.raises(ValueError):
         outcome_codes(winner)

@@ -105,9 +105,7 @@ def test_degenerate_data_give_finite_ordered_intervals() -> None:
 
 def test_bootstrap_round_that_loses_a_models_only_loss_stays_finite() -> None:
     # C lost once and won once: some resamples drop its only loss (or win)
-    cells = cells_from_pair_counts(
-        ["A", "A", "B"], ["B", "C", "C"], [30, 1, 20], [25, 1, 20], [5, 0, 3]
-    )
+    cells = cells_from_pair_counts(["A", "A", "B"], ["B", "C", "C"], [30, 1, 20], [25, 1, 20], [5, 0, 3])
     fit = fit_bradley_terry(cells)
     assert fit.info.identifiable
     iv = bootstrap_intervals(cells, fit, rounds=200, seed=0)

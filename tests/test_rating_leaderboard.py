@@ -130,9 +130,7 @@ def test_category_predicates() -> None:
     assert not is_coding("Let me know how to return the class I bought")
     assert not is_coding("Please select a dish from the menu")
     assert not is_coding("Write a poem about the sea")
-    meta = BattleMeta(
-        winner="tie", language="EN", turns=3, prompt="def f(x): pass", prompt_tokens=800
-    )
+    meta = BattleMeta(winner="tie", language="EN", turns=3, prompt="def f(x): pass", prompt_tokens=800)
     assert categories_for(meta) == ("overall", "language:en", "multi_turn", "long_prompt", "coding")
     assert categories_for(BattleMeta(winner="model_a")) == ("overall", "no_ties")
 

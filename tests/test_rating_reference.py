@@ -20,9 +20,7 @@ def battles(seed: int = 0, n_models: int = 20, n: int = 60_000):
     win = rng.random(n) < expit(strength[a] - strength[b])
     tie = rng.random(n) < 0.2
     kind = rng.random(n) < 0.5
-    winner = np.where(
-        tie, np.where(kind, "tie", "tie (bothbad)"), np.where(win, "model_a", "model_b")
-    )
+    winner = np.where(tie, np.where(kind, "tie", "tie (bothbad)"), np.where(win, "model_a", "model_b"))
     return names[a], names[b], winner
 
 
@@ -33,12 +31,8 @@ def test_scores_and_sandwich_match_arena_rank() -> None:
         bt = pytest.importorskip("arena_rank.models.bradley_terry")
         data_utils = pytest.importorskip("arena_rank.utils.data_utils")
         a, b, w = battles()
-        ds = data_utils.PairDataset.from_pandas(
-            pd.DataFrame({"model_a": a, "model_b": b, "winner": w})
-        )
-        ref = bt.BradleyTerry(n_competitors=len(ds.competitors)).compute_ratings_and_cis(
-            ds, ci_method="sandwich"
-        )
+        ds = data_utils.PairDataset.from_pandas(pd.DataFrame({"model_a": a, "model_b": b, "winner": w}))
+        ref = bt.BradleyTerry(n_competitors=len(ds.competitors)).compute_ratings_and_cis(ds, ci_method="sandwich")
         theirs = np.asarray(ref["ratings"], dtype=np.float64)
         their_width = np.asarray(ref["rating_upper"]) - np.asarray(ref["rating_lower"])
     competitors = list(ds.competitors)

@@ -129,9 +129,7 @@ def test_style_control_is_side_symmetric_and_anchorable() -> None:
     one = fit_style_control(a, b, w, fa, fb)
     two = fit_style_control(b, a, flipped, fb, fa)
     np.testing.assert_allclose(one.ratings, two.ratings, atol=1e-8)
-    np.testing.assert_allclose(
-        list(one.coefficients.values()), list(two.coefficients.values()), atol=1e-10
-    )
+    np.testing.assert_allclose(list(one.coefficients.values()), list(two.coefficients.values()), atol=1e-10)
     pinned = fit_style_control(a, b, w, fa, fb, anchor=("m02", 1114.0))
     assert pinned.ratings[2] == pytest.approx(1114.0)
     np.testing.assert_allclose(pinned.ratings - one.ratings, 1114.0 - one.ratings[2])

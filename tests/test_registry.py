@@ -57,7 +57,9 @@ async def test_add_battle_pause_unload_reload(admin: AsyncTestClient) -> None:
     assert "gamma" in ids
     arena = admin.app.state.arena
     assert "gamma" in {m for m, _ in arena.eligible()}
-    battle = await admin.post("/api/v1/battles", json={"prompt": "hi", "mode": "named", "models": ["gamma", "alpha"], "wait": True})
+    battle = await admin.post(
+        "/api/v1/battles", json={"prompt": "hi", "mode": "named", "models": ["gamma", "alpha"], "wait": True}
+    )
     assert battle.json()["turns"][0]["a"]["text"] == "Runtime answer."
 
     assert (await admin.post("/api/v1/admin/models/gamma/pause", headers=TOKEN)).json()["state"] == "paused"
@@ -65,7 +67,9 @@ async def test_add_battle_pause_unload_reload(admin: AsyncTestClient) -> None:
     assert (await admin.post("/api/v1/admin/models/gamma/unload", headers=TOKEN)).json()["loaded"] is False
     assert (await admin.post("/api/v1/admin/models/gamma/load", headers=TOKEN)).json()["loaded"] is True
     assert (await admin.post("/api/v1/admin/models/gamma/resume", headers=TOKEN)).json()["state"] == "active"
-    r = await admin.patch("/api/v1/admin/models/gamma", json={"weight": 0.5, "metadata": {"license": "MIT"}}, headers=TOKEN)
+    r = await admin.patch(
+        "/api/v1/admin/models/gamma", json={"weight": 0.5, "metadata": {"license": "MIT"}}, headers=TOKEN
+    )
     assert r.json()["weight"] == 0.5 and r.json()["metadata"]["license"] == "MIT"
     listing = (await admin.get("/api/v1/admin/models", headers=TOKEN)).json()["models"]
     assert {m["id"]: m["state"] for m in listing}["gamma"] == "active"
@@ -93,13 +97,29 @@ async def test_runtime_changes_survive_a_restart(make_app, tmp_path: Path) -> No
         ({"id": "x", "engine": "llama.cpp", "weights": "MODELS/../../etc/passwd"}, 400, "outside the model folders"),
         ({"id": "x", "engine": "llama.cpp", "weights": "MODELS/missing.gguf"}, 400, "do not exist"),
         ({"id": "x", "engine": "llama.cpp", "weights": "MODELS/notes.txt"}, 400, "not a model"),
-        ({"id": "x", "engine": "remote", "base_url": "http://127.0.0.1:9/v1", "remote_model": "m"}, 400, "could not load"),
-        ({"id": "x", "engine": "remote", "base_url": "http://127.0.0.1:9/v1", "remote_model": "m", "api_key_env": "ARENA_TEST_UNSET_KEY"}, 400, "ARENA_TEST_UNSET_KEY"),
+        (
+            {"id": "x", "engine": "remote", "base_url": "http://127.0.0.1:9/v1", "remote_model": "m"},
+            400,
+            "could not load",
+        ),
+        (
+            {
+                "id": "x",
+                "engine": "remote",
+                "base_url": "http://127.0.0.1:9/v1",
+                "remote_model": "m",
+                "api_key_env": "ARENA_TEST_UNSET_KEY",
+            },
+            400,
+            "ARENA_TEST_UNSET_KEY",
+        ),
         ({"id": "bad id!", "engine": "scripted"}, 400, "id"),
         ({"id": "x", "engine": "warp-drive"}, 400, "engine"),
     ],
 )
-async def test_bad_additions_leave_the_registry_unchanged(admin: AsyncTestClient, tmp_path: Path, spec, status, needle) -> None:
+async def test_bad_additions_leave_the_registry_unchanged(
+    admin: AsyncTestClient, tmp_path: Path, spec, status, needle
+) -> None:
     (tmp_path / "models" / "notes.txt").write_text("not weights")
     spec = {k: (v.replace("MODELS", str(tmp_path / "models")) if isinstance(v, str) else v) for k, v in spec.items()}
     before = [m["id"] for m in (await admin.get("/api/v1/admin/models", headers=TOKEN)).json()["models"]]
@@ -128,7 +148,9 @@ async def test_keep_alive_unloads_idle_models_and_reloads_on_demand(make_app) ->
         registry.get("alpha").stats.last_used = time.monotonic() - 60
         assert await registry.reap_idle() == ["alpha"]
         assert not registry.get("alpha").loaded and registry.get("beta").loaded
-        r = await c.post("/v1/chat/completions", json={"model": "alpha", "messages": [{"role": "user", "content": "hi"}]})
+        r = await c.post(
+            "/v1/chat/completions", json={"model": "alpha", "messages": [{"role": "user", "content": "hi"}]}
+        )
         assert r.status_code == 200 and registry.get("alpha").loaded
 
 

@@ -15,7 +15,9 @@ def test_precedence_defaults_toml_env_cli(tmp_path: Path) -> None:
     assert (s.port, s.host, s.parallel, s.max_queue) == (9001, "0.0.0.0", 3, 5)
     s = load_settings(env={"ARENA_PORT": "9002", "ARENA_API_KEY": "a, b"}, config_file=toml)
     assert (s.port, s.host, s.api_key) == (9002, "0.0.0.0", ["a", "b"])
-    s = load_settings({"port": "9003", "api_key": ["c"]}, env={"ARENA_PORT": "9002", "ARENA_API_KEY": "a"}, config_file=toml)
+    s = load_settings(
+        {"port": "9003", "api_key": ["c"]}, env={"ARENA_PORT": "9002", "ARENA_API_KEY": "a"}, config_file=toml
+    )
     assert (s.port, s.api_key) == (9003, ["c"])
 
 
@@ -29,7 +31,7 @@ def test_none_cli_values_do_not_override() -> None:
     assert load_settings({"port": None}, env={"ARENA_PORT": "7000"}).port == 7000
 
 
-@pytest.mark.parametrize("env", [{"ARENA_PORT": "eighty"}, {"ARENA_PORT": "70000"}, {"ARENA_NOPE": "1"} ])
+@pytest.mark.parametrize("env", [{"ARENA_PORT": "eighty"}, {"ARENA_PORT": "70000"}, {"ARENA_NOPE": "1"}])
 def test_invalid_values_are_clear_errors(env: dict[str, str]) -> None:
     if "ARENA_NOPE" in env:
         assert load_settings(env=env).port == 8000  # unknown env vars are ignored

@@ -25,9 +25,15 @@ async def test_chat_stream_exact_bytes() -> None:
     chunks = await _collect(c, [Delta("Hel", 5, 1), Delta("lo", 5, 2, "length")])
     head = b'{"id":"chatcmpl-1","object":"chat.completion.chunk","created":7,"model":"m","choices":['
     assert chunks == [
-        b"data: " + head + b'{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":null}\n\n',
-        b"data: " + head + b'{"index":0,"delta":{"content":"Hel"},"logprobs":null,"finish_reason":null}],"usage":null}\n\n',
-        b"data: " + head + b'{"index":0,"delta":{"content":"lo"},"logprobs":null,"finish_reason":null}],"usage":null}\n\n',
+        b"data: "
+        + head
+        + b'{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":null}\n\n',
+        b"data: "
+        + head
+        + b'{"index":0,"delta":{"content":"Hel"},"logprobs":null,"finish_reason":null}],"usage":null}\n\n',
+        b"data: "
+        + head
+        + b'{"index":0,"delta":{"content":"lo"},"logprobs":null,"finish_reason":null}],"usage":null}\n\n',
         b"data: " + head + b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"length"}],"usage":null}\n\n',
         b"data: " + head + b'],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\n',
         DONE,

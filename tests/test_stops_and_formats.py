@@ -30,12 +30,14 @@ def test_held_text_is_released_at_the_end() -> None:
 
 
 def test_gemma_turn_format() -> None:
-    prompt = gemma([
-        ChatMessage("system", "Be kind."),
-        ChatMessage("user", "Hi"),
-        ChatMessage("assistant", "Hello!"),
-        ChatMessage("user", "Bye"),
-    ])
+    prompt = gemma(
+        [
+            ChatMessage("system", "Be kind."),
+            ChatMessage("user", "Hi"),
+            ChatMessage("assistant", "Hello!"),
+            ChatMessage("user", "Bye"),
+        ]
+    )
     assert prompt.text == (
         "<start_of_turn>user\nBe kind.\n\nHi<end_of_turn>\n"
         "<start_of_turn>model\nHello!<end_of_turn>\n"

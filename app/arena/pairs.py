@@ -30,4 +30,6 @@ def draw_pair(candidates: Sequence[tuple[str, float]], rng: random.Random) -> tu
     first = rng.choices(names, [weights[n] for n in names])[0]
     rest = [n for n in names if n != first]
     second = rng.choices(rest, [weights[n] for n in rest])[0]
+    if rng.random() < 0.5:  # the first draw favours heavy models; their side must not
+        first, second = second, first
     return first, second, pair_probability(weights, first, second)

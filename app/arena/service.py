@@ -152,10 +152,13 @@ class Arena:
 
     async def _run_side(self, battle: LiveBattle, turn: Turn, side: str) -> None:
         state = turn.sides[side]
+        state.running = True
         started_at = time.perf_counter()
         ttft: float | None = None
         prompt_tokens = completion_tokens = 0
         try:
+            if state.stopped:  # stopped before this task first ran
+                raise asyncio.CancelledError
             entry = await serving.resolve(self.models, state.model)
             defaults = entry.spec.defaults
             request = GenerationRequest(
@@ -226,7 +229,8 @@ class Arena:
                 # and cancelling that would lose it and leave the turn unfinished.
                 if state.task is not None and not state.done and not state.finish_reason:
                     state.stopped = True
-                    state.task.cancel()
+                    if state.running:
+                        state.task.cancel()
         return battle
 
     async def regenerate(self, battle_id: str) -> LiveBattle:

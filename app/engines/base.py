@@ -62,9 +62,7 @@ class ContextLengthExceeded(EngineError):
         self.prompt_tokens = prompt_tokens
         self.max_tokens = max_tokens
         requested = prompt_tokens + (max_tokens or 0)
-        detail = f"{prompt_tokens} in the messages" + (
-            f", {max_tokens} in the completion" if max_tokens else ""
-        )
+        detail = f"{prompt_tokens} in the messages" + (f", {max_tokens} in the completion" if max_tokens else "")
         super().__init__(
             f"This model's maximum context length is {max_context} tokens. However, you "
             f"requested {requested} tokens ({detail}). Please reduce the length of the "

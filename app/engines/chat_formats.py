@@ -59,9 +59,7 @@ def llama3(messages: Sequence[ChatMessage]) -> Prompt:
     parts: list[str] = []
     if system:
         parts.append(f"<|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>")
-    parts += [
-        f"<|start_header_id|>{m.role}<|end_header_id|>\n\n{m.content}<|eot_id|>" for m in turns
-    ]
+    parts += [f"<|start_header_id|>{m.role}<|end_header_id|>\n\n{m.content}<|eot_id|>" for m in turns]
     parts.append("<|start_header_id|>assistant<|end_header_id|>\n\n")
     return Prompt("".join(parts), ("<|eot_id|>",))
 

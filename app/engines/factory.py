@@ -118,7 +118,9 @@ class EngineFactory:
             if not spec.base_url or not spec.remote_model:
                 raise EngineError(f"remote model {spec.id!r} needs base_url and remote_model")
             remote = RemoteEngine(
-                spec.base_url, spec.remote_model, api_key_env=spec.api_key_env or None,
+                spec.base_url,
+                spec.remote_model,
+                api_key_env=spec.api_key_env or None,
                 max_context=spec.context_length,
             )
             try:
@@ -136,7 +138,10 @@ class EngineFactory:
             await asyncio.to_thread(weights.load)
             self._weights[path] = weights
         engine = LlamaCppEngine(
-            weights, self.budget, chat_format=spec.chat_format, parallel=self.parallel,
+            weights,
+            self.budget,
+            chat_format=spec.chat_format,
+            parallel=self.parallel,
             max_queue=self.max_queue,
         )
         engine.max_context = min(spec.context_length, weights.n_ctx)

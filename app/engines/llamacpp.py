@@ -215,9 +215,7 @@ class LlamaCppEngine(Engine):
         room = n_ctx - len(tokens)
         wanted = request.max_tokens
         if room <= 0 or (wanted is not None and request.max_tokens_explicit and wanted > room):
-            raise ContextLengthExceeded(
-                n_ctx, len(tokens), wanted if request.max_tokens_explicit else None
-            )
+            raise ContextLengthExceeded(n_ctx, len(tokens), wanted if request.max_tokens_explicit else None)
         max_tokens = min(wanted or room, room)
         stops = list(request.stop) + list(prompt.stop)
         if self._waiting >= self.max_queue:
@@ -236,9 +234,7 @@ class LlamaCppEngine(Engine):
         def push(item: Delta | BaseException) -> None:
             loop.call_soon_threadsafe(out.put_nowait, item)
 
-        future = loop.run_in_executor(
-            self._executor, self._work, tokens, max_tokens, stops, request, cancel, push
-        )
+        future = loop.run_in_executor(self._executor, self._work, tokens, max_tokens, stops, request, cancel, push)
         try:
             while True:
                 item = await out.get()
@@ -378,14 +374,8 @@ class LlamaCppEngine(Engine):
             llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
             return chain
         if request.top_p < 1.0:
-            llama_cpp.llama_sampler_chain_add(
-                chain, llama_cpp.llama_sampler_init_top_p(request.top_p, 1)
-            )
-        llama_cpp.llama_sampler_chain_add(
-            chain, llama_cpp.llama_sampler_init_temp(request.temperature)
-        )
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(request.top_p, 1))
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(request.temperature))
         seed = request.seed if request.seed is not None else time.time_ns() & 0xFFFFFFFF
-        llama_cpp.llama_sampler_chain_add(
-            chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF)
-        )
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         return chain

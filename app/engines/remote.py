@@ -101,14 +101,11 @@ class RemoteEngine(Engine):
         try:
             served = [m.get("id") for m in response.json().get("data", [])]
         except (ValueError, AttributeError) as exc:
-            raise EngineError(
-                f"Remote {self.base_url}/models did not return a model list."
-            ) from exc
+            raise EngineError(f"Remote {self.base_url}/models did not return a model list.") from exc
         if self.remote_model not in served:
             listed = ", ".join(str(s) for s in served[:20]) or "none"
             raise EngineError(
-                f"Remote {self.base_url} does not serve model {self.remote_model!r} "
-                f"(it lists: {listed})."
+                f"Remote {self.base_url} does not serve model {self.remote_model!r} (it lists: {listed})."
             )
 
     async def health(self) -> bool:
@@ -176,8 +173,7 @@ class RemoteEngine(Engine):
                 event = _parse_event(data)
                 if event.get("error"):
                     raise EngineError(
-                        f"Remote model {self.remote_model} failed mid-stream: "
-                        f"{_message_of(event['error'])}"
+                        f"Remote model {self.remote_model} failed mid-stream: {_message_of(event['error'])}"
                     )
                 usage = event.get("usage")
                 if isinstance(usage, dict):
@@ -193,9 +189,7 @@ class RemoteEngine(Engine):
         except httpx.TimeoutException as exc:
             raise EngineError(f"Remote model {self.remote_model} timed out mid-stream.") from exc
         except httpx.HTTPError as exc:
-            raise EngineError(
-                f"Remote model {self.remote_model} dropped the stream ({type(exc).__name__})."
-            ) from exc
+            raise EngineError(f"Remote model {self.remote_model} dropped the stream ({type(exc).__name__}).") from exc
         if not done and finish is None:
             raise EngineError(f"Remote model {self.remote_model} ended the stream early.")
         yield Delta("", prompt_tokens, completion_tokens, _FINISH.get(finish or "stop", "stop"))
@@ -216,8 +210,7 @@ class RemoteEngine(Engine):
             body["seed"] = request.seed
         if request.messages is not None:
             body["messages"] = [
-                {"role": "system" if m.role == "developer" else m.role, "content": m.content}
-                for m in request.messages
+                {"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in request.messages
             ]
             return "/chat/completions", body
         if request.prompt is None:
@@ -226,9 +219,7 @@ class RemoteEngine(Engine):
         return "/completions", body
 
     @asynccontextmanager
-    async def _connect(
-        self, method: str, path: str, **kwargs: Any
-    ) -> AsyncIterator[httpx.Response]:
+    async def _connect(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
         """Open a streamed response, retrying only failures to connect."""
         request = self._client.build_request(method, path, **kwargs)
         attempt = 0
@@ -239,9 +230,7 @@ class RemoteEngine(Engine):
             except _CONNECT_ERRORS as exc:
                 self._connect_failures += 1
                 if attempt >= self.connect_retries:
-                    raise EngineError(
-                        f"Remote {self.base_url} is unreachable ({type(exc).__name__})."
-                    ) from exc
+                    raise EngineError(f"Remote {self.base_url} is unreachable ({type(exc).__name__}).") from exc
                 await asyncio.sleep(0.2 * 2**attempt)
                 attempt += 1
             except httpx.TimeoutException as exc:
@@ -251,9 +240,7 @@ class RemoteEngine(Engine):
         finally:
             await response.aclose()
 
-    def _http_error(
-        self, response: httpx.Response, request: GenerationRequest | None
-    ) -> EngineError:
+    def _http_error(self, response: httpx.Response, request: GenerationRequest | None) -> EngineError:
         status = response.status_code
         try:
             payload = response.json()
@@ -264,9 +251,7 @@ class RemoteEngine(Engine):
         code = error.get("code") if isinstance(error, dict) else None
         if status in (429, 503):
             return EngineOverloaded(_retry_after(response.headers.get("Retry-After")))
-        if status == 400 and (
-            code == "context_length_exceeded" or "maximum context length" in message
-        ):
+        if status == 400 and (code == "context_length_exceeded" or "maximum context length" in message):
             limit = _MAX_CONTEXT_RE.search(message)
             prompt = _PROMPT_TOKENS_RE.search(message)
             return ContextLengthExceeded(
@@ -275,9 +260,7 @@ class RemoteEngine(Engine):
                 request.max_tokens if request else None,
             )
         if status in (401, 403):
-            return EngineError(
-                f"Remote {self.base_url} rejected the credentials (HTTP {status}): {message}"
-            )
+            return EngineError(f"Remote {self.base_url} rejected the credentials (HTTP {status}): {message}")
         return EngineError(f"Remote model {self.remote_model} returned HTTP {status}: {message}")
 
 

@@ -184,8 +184,7 @@ class TransformersEngine(Engine):
         tok = self._require_tokenizer()
         if request.messages is not None:
             chat = [
-                {"role": "system" if m.role == "developer" else m.role, "content": m.content}
-                for m in request.messages
+                {"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in request.messages
             ]
             text = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
             return list(tok(text, add_special_tokens=False)["input_ids"])
@@ -280,9 +279,7 @@ class TransformersEngine(Engine):
         model, tok = self._model, self._tokenizer
         if model is None or tok is None:
             raise EngineError("The model is not loaded.")
-        detok = IncrementalDetokenizer(
-            lambda ids: tok.decode(ids, skip_special_tokens=True), prompt_ids
-        )
+        detok = IncrementalDetokenizer(lambda ids: tok.decode(ids, skip_special_tokens=True), prompt_ids)
         stops = StopMatcher(request.stop)
         sampler = _Sampler(torch, self.device or "cpu", request)
 
@@ -293,9 +290,7 @@ class TransformersEngine(Engine):
             while True:
                 if job.cancel.is_set():
                     return "abort"
-                out = model(
-                    input_ids=inputs, use_cache=True, **{cache_kw: kv_cache}, **self._forward_extra
-                )
+                out = model(input_ids=inputs, use_cache=True, **{cache_kw: kv_cache}, **self._forward_extra)
                 kv_cache = getattr(out, cache_kw)
                 token = sampler.pick(out.logits[0, -1])
                 job.generated += 1

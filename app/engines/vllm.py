@@ -65,9 +65,7 @@ def import_vllm() -> VLLMApi:
         from vllm.sampling_params import StructuredOutputsParams
     except ImportError:  # a vLLM without structured outputs
         return VLLMApi(AsyncEngineArgs, AsyncLLM, SamplingParams, RequestOutputKind.DELTA)
-    return VLLMApi(
-        AsyncEngineArgs, AsyncLLM, SamplingParams, RequestOutputKind.DELTA, StructuredOutputsParams
-    )
+    return VLLMApi(AsyncEngineArgs, AsyncLLM, SamplingParams, RequestOutputKind.DELTA, StructuredOutputsParams)
 
 
 class VLLMEngine(Engine):
@@ -108,9 +106,7 @@ class VLLMEngine(Engine):
         try:
             api = self._api_factory()
         except ImportError as exc:
-            raise EngineError(
-                f"vLLM is not installed (pip install 'vllm=={VLLM_VERSION}')."
-            ) from exc
+            raise EngineError(f"vLLM is not installed (pip install 'vllm=={VLLM_VERSION}').") from exc
         kwargs: dict[str, Any] = {
             "model": self.path,
             "dtype": self.dtype,
@@ -161,8 +157,7 @@ class VLLMEngine(Engine):
             raise EngineError("The vLLM engine is not started.")
         if request.messages is not None:
             chat = [
-                {"role": "system" if m.role == "developer" else m.role, "content": m.content}
-                for m in request.messages
+                {"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in request.messages
             ]
             text = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
             return list(tok.encode(text, add_special_tokens=False))

@@ -95,9 +95,7 @@ class BTFit:
         return out
 
 
-def _nll(
-    theta: FloatArray, i: IntArray, j: IntArray, s: FloatArray, f: FloatArray, ridge: float
-) -> float:
+def _nll(theta: FloatArray, i: IntArray, j: IntArray, s: FloatArray, f: FloatArray, ridge: float) -> float:
     d = theta[i] - theta[j]
     return float(s @ softplus(-d) + f @ softplus(d) + 0.5 * ridge * (theta @ theta))
 
@@ -175,13 +173,9 @@ def compact(cells: Cells, weights: FloatArray) -> tuple[BoolArray, IntArray, Int
     return active, index[cells.i[rows]], index[cells.j[rows]], weights[rows]
 
 
-def choose_ridge(
-    i: IntArray, j: IntArray, weights: FloatArray, n: int, ridge: float | None
-) -> tuple[float, bool]:
+def choose_ridge(i: IntArray, j: IntArray, weights: FloatArray, n: int, ridge: float | None) -> tuple[float, bool]:
     """The ridge to use and whether the MLE exists."""
-    ok = is_identifiable(
-        i, j, weights[:, WIN_I] + weights[:, TIE], weights[:, WIN_J] + weights[:, TIE], n
-    )
+    ok = is_identifiable(i, j, weights[:, WIN_I] + weights[:, TIE], weights[:, WIN_J] + weights[:, TIE], n)
     if ridge is not None:
         if ridge < 0:
             raise ValueError("ridge must be >= 0")
@@ -225,9 +219,7 @@ def fit_bradley_terry(
     n = int(active.sum())
     use_ridge, ok = choose_ridge(ci, cj, w, n, ridge)
     start_c = None if start is None else np.asarray(start, dtype=np.float64)[active]
-    theta_c, info = newton_bt(
-        ci, cj, w, n, ridge=use_ridge, start=start_c, tol=tol, max_iter=max_iter
-    )
+    theta_c, info = newton_bt(ci, cj, w, n, ridge=use_ridge, start=start_c, tol=tol, max_iter=max_iter)
     info = FitInfo(info.converged, info.iterations, info.grad_norm, use_ridge, ok)
     theta = np.zeros(cells.n_models)
     theta[active] = theta_c

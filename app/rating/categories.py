@@ -68,9 +68,7 @@ def is_multi_turn(turns: int) -> bool:
     return turns > 1
 
 
-def is_long_prompt(
-    prompt: str, prompt_tokens: int | None = None, *, threshold: int = LONG_PROMPT_TOKENS
-) -> bool:
+def is_long_prompt(prompt: str, prompt_tokens: int | None = None, *, threshold: int = LONG_PROMPT_TOKENS) -> bool:
     """At least `threshold` tokens (estimated as len(prompt) / 4 when unknown)."""
     tokens = prompt_tokens if prompt_tokens is not None else len(prompt) / CHARS_PER_TOKEN
     return tokens >= threshold

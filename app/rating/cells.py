@@ -48,12 +48,7 @@ def outcome_codes(winner: ArrayLike) -> NDArray[np.int8]:
 
     Integer input is taken as codes already and only validated."""
     arr = winner if isinstance(winner, np.ndarray) else None
-    if (
-        arr is None
-        and isinstance(winner, Sequence)
-        and len(winner)
-        and isinstance(winner[0], int | np.integer)
-    ):
+    if arr is None and isinstance(winner, Sequence) and len(winner) and isinstance(winner[0], int | np.integer):
         arr = np.asarray(winner)
     if arr is not None and arr.dtype.kind in "iu":
         if arr.size and (arr.min() < 0 or arr.max() > 2):
@@ -191,9 +186,7 @@ def _build(
 
     def total(values: FloatArray) -> FloatArray:
         v = values[keep]
-        return np.stack(
-            [np.bincount(inverse, v[:, k], minlength=pairs.size) for k in range(3)], axis=1
-        )
+        return np.stack([np.bincount(inverse, v[:, k], minlength=pairs.size) for k in range(3)], axis=1)
 
     counts = total(columns)
     present = counts.sum(axis=1) > 0
@@ -204,9 +197,7 @@ def _build(
     return Cells(models, i, j, counts, total(weighted[0])[present], total(weighted[1])[present])
 
 
-def _canonical(
-    ia: IntArray, ib: IntArray, cols: FloatArray
-) -> tuple[IntArray, IntArray, FloatArray]:
+def _canonical(ia: IntArray, ib: IntArray, cols: FloatArray) -> tuple[IntArray, IntArray, FloatArray]:
     swap = ia > ib
     lo = np.where(swap, ib, ia)
     hi = np.where(swap, ia, ib)
@@ -319,9 +310,7 @@ def cells_from_pair_counts(
     `weights`, if given, is a per-row weight applied to every battle of that row
     (e.g. the inverse of the pair's sampling probability)."""
     names, ia, ib = factorize_models(model_a, model_b, models)
-    cols = np.stack(
-        [np.asarray(x, dtype=np.float64).reshape(-1) for x in (wins_a, wins_b, ties)], axis=1
-    )
+    cols = np.stack([np.asarray(x, dtype=np.float64).reshape(-1) for x in (wins_a, wins_b, ties)], axis=1)
     if cols.shape[0] != ia.size:
         raise ValueError("count columns must have one entry per row")
     if not np.isfinite(cols).all() or (cols < 0).any():

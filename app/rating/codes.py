@@ -22,9 +22,7 @@ _MAX_CHARS = 4096
 # Fixed random odd multipliers (constants, never mutated): 2 columns per uint32 code
 # point for odd widths, 2 columns per uint64 word (two code points) for even widths.
 _RNG = np.random.default_rng(20240307)
-_COEFS32 = (_RNG.integers(1, 2**32, size=(_MAX_CHARS, 2), dtype=np.uint64) | np.uint64(1)).astype(
-    np.uint32
-)
+_COEFS32 = (_RNG.integers(1, 2**32, size=(_MAX_CHARS, 2), dtype=np.uint64) | np.uint64(1)).astype(np.uint32)
 _COEFS64 = _RNG.integers(1, 2**63, size=(_MAX_CHARS // 2, 2), dtype=np.uint64) | np.uint64(1)
 del _RNG
 
@@ -126,9 +124,7 @@ def factorize_unicode(columns: Sequence[NDArray[np.str_]]) -> tuple[list[str], l
         names = [found[k] for k in keys.tolist()]
         rank = np.argsort(np.argsort(np.array(names, dtype=object), kind="stable"))
         table = _Table(keys, rank.astype(np.intp)) if keys.size else None
-        codes = [
-            np.full(p.size, -1, dtype=np.intp) if table is None else table.lookup(p) for p in prints
-        ]
+        codes = [np.full(p.size, -1, dtype=np.intp) if table is None else table.lookup(p) for p in prints]
         missing = False
         for col, p, c in zip(columns, prints, codes, strict=True):
             miss = np.flatnonzero(c < 0)

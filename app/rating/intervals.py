@@ -93,9 +93,7 @@ def sandwich_intervals(cells: Cells, fit: BTFit, *, level: float = 0.95) -> Inte
     return Intervals(fit.ratings - z * std, fit.ratings + z * std, "sandwich", level, 0, std)
 
 
-def bootstrap_thetas(
-    cells: Cells, fit: BTFit, *, rounds: int = 100, seed: int = 0, tol: float = 1e-8
-) -> FloatArray:
+def bootstrap_thetas(cells: Cells, fit: BTFit, *, rounds: int = 100, seed: int = 0, tol: float = 1e-8) -> FloatArray:
     """(rounds, n_models) natural-unit strengths refitted on resampled cell counts.
 
     Each round draws N battles over the (pair, outcome) categories with

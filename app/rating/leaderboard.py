@@ -95,9 +95,7 @@ def _rows(
     idx = np.flatnonzero(active)
     ranks = rank_upper_bound(lower[idx], upper[idx])
     rows = [
-        LeaderboardRow(
-            names[k], float(ratings[k]), float(lower[k]), float(upper[k]), int(rank), int(votes[k])
-        )
+        LeaderboardRow(names[k], float(ratings[k]), float(lower[k]), float(upper[k]), int(rank), int(votes[k]))
         for k, rank in zip(idx.tolist(), ranks.tolist(), strict=True)
     ]
     rows.sort(key=lambda r: (-r.rating, r.model))
@@ -181,14 +179,10 @@ def compute_style_leaderboard(
     )
     names, ia, ib = factorize_models(model_a, model_b, fit.models)
     keep = ia != ib
-    votes = (
-        np.bincount(ia[keep], minlength=len(names)) + np.bincount(ib[keep], minlength=len(names))
-    ).astype(np.int64)
+    votes = (np.bincount(ia[keep], minlength=len(names)) + np.bincount(ib[keep], minlength=len(names))).astype(np.int64)
     rows = _rows(names, fit.ratings, fit.lower, fit.upper, votes, fit.active)
     shown, hidden = hide_below_votes(rows, min_votes)
-    return Leaderboard(
-        shown, fit.info, "sandwich", level, fit.anchored, hidden, dict(fit.coefficients)
-    )
+    return Leaderboard(shown, fit.info, "sandwich", level, fit.anchored, hidden, dict(fit.coefficients))
 
 
 def leaderboards_by_category(
@@ -212,7 +206,5 @@ def leaderboards_by_category(
     for name, mask in masks.items():
         m = np.asarray(mask, dtype=bool)
         cells = aggregate_battles(a[m], b[m], win[m], weights=None if w is None else w[m])
-        out[name] = compute_leaderboard(
-            cells, anchor=anchor, ci=ci, rounds=rounds, seed=seed, min_votes=min_votes
-        )
+        out[name] = compute_leaderboard(cells, anchor=anchor, ci=ci, rounds=rounds, seed=seed, min_votes=min_votes)
     return out

@@ -42,9 +42,7 @@ def win_rate_matrix(cells: Cells, *, weighted: bool = False) -> FloatArray:
     return out
 
 
-def predicted_win_rate_matrix(
-    ratings: ArrayLike, *, base: float = 10.0, scale: float = 400.0
-) -> FloatArray:
+def predicted_win_rate_matrix(ratings: ArrayLike, *, base: float = 10.0, scale: float = 400.0) -> FloatArray:
     """P(row beats column) = 1 / (1 + base ** ((R_col - R_row) / scale)); 0.5 on the diagonal."""
     r = np.asarray(ratings, dtype=np.float64) / rating_factor(base, scale)
     return expit(r[:, None] - r[None, :])

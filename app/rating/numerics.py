@@ -63,9 +63,7 @@ def _reach(adj: BoolArray, start: int) -> BoolArray:
     return seen
 
 
-def is_identifiable(
-    i: IntArray, j: IntArray, score_i: FloatArray, score_j: FloatArray, n: int
-) -> bool:
+def is_identifiable(i: IntArray, j: IntArray, score_i: FloatArray, score_j: FloatArray, n: int) -> bool:
     """Whether the Bradley-Terry MLE exists (finite, unique up to one constant).
 
     Draw an edge i -> j when i scored against j (a win, or a tie, which counts

@@ -58,12 +58,7 @@ def _prose_lines(text: str) -> list[str]:
                 fence = m.group(1)
                 continue
             out.append(line)
-        elif (
-            m
-            and m.group(1)[0] == fence[0]
-            and len(m.group(1)) >= len(fence)
-            and not m.group(2).strip()
-        ):
+        elif m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not m.group(2).strip():
             fence = None
     return out
 

@@ -100,9 +100,7 @@ def _blocks(a: IntArray, b: IntArray, x: FloatArray, n: int, v: FloatArray) -> F
     out[np.arange(n), np.arange(n)] += np.bincount(a, v, n) + np.bincount(b, v, n)
     vx = x * v[:, None]
     cross = (
-        np.stack(
-            [np.bincount(a, vx[:, k], n) - np.bincount(b, vx[:, k], n) for k in range(f)], axis=1
-        )
+        np.stack([np.bincount(a, vx[:, k], n) - np.bincount(b, vx[:, k], n) for k in range(f)], axis=1)
         if f
         else np.zeros((n, 0))
     )
@@ -176,9 +174,7 @@ def fit_style_control(
 
     def nll(params: FloatArray) -> float:
         d = _terms(params, a, b, x, n)
-        return float(
-            w @ (y * softplus(-d) + (1.0 - y) * softplus(d)) + 0.5 * use_ridge * params @ params
-        )
+        return float(w @ (y * softplus(-d) + (1.0 - y) * softplus(d)) + 0.5 * use_ridge * params @ params)
 
     params = np.zeros(n + f)
     value = nll(params)

@@ -193,9 +193,7 @@ def flag_anomalous_voters(
     for u in range(len(users)):
         seq = log_p[bounds[u] : bounds[u + 1]]
         limit = min(horizon, seq.size)
-        picks = np.sort(
-            rng.choice(np.arange(1, limit + 1), size=min(checkpoints, limit), replace=False)
-        )
+        picks = np.sort(rng.choice(np.arange(1, limit + 1), size=min(checkpoints, limit), replace=False))
         fisher = -2.0 * np.cumsum(seq[:limit])
         tail = min(chi2_sf_even(float(fisher[j - 1]), 2 * int(j)) for j in picks)
         per_user[u] = min(1.0, picks.size * tail)

@@ -36,8 +36,9 @@ def _authorized(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     if connection.app.state.settings.admin_token is None:
-        raise APIError(401, "Admin is off: start the server with --admin-token or ARENA_ADMIN_TOKEN.",
-                       code="admin_disabled")
+        raise APIError(
+            401, "Admin is off: start the server with --admin-token or ARENA_ADMIN_TOKEN.", code="admin_disabled"
+        )
     if not _authorized(connection):
         raise APIError(401, "A valid admin token is required.", code="invalid_admin_token")
 
@@ -72,8 +73,10 @@ async def list_models(state: State) -> dict[str, Any]:
     registry = _registry(state)
     return {
         "models": [e.describe() for e in registry.all()],
-        "memory": {"in_use_mb": registry.memory_in_use() // (1024 * 1024),
-                   "budget_mb": registry.memory_budget // (1024 * 1024)},
+        "memory": {
+            "in_use_mb": registry.memory_in_use() // (1024 * 1024),
+            "budget_mb": registry.memory_budget // (1024 * 1024),
+        },
     }
 
 
@@ -144,7 +147,10 @@ api_router = Router(
 
 @get("/admin/login")
 async def login_page(state: State) -> Template:
-    return Template(template_name="admin.html", context={"nav": "admin", "login": True, "enabled": state.settings.admin_token is not None})
+    return Template(
+        template_name="admin.html",
+        context={"nav": "admin", "login": True, "enabled": state.settings.admin_token is not None},
+    )
 
 
 @post("/admin/login", status_code=200)
@@ -161,11 +167,16 @@ async def login(request: Request[Any, Any, Any], state: State) -> Response[Any]:
 async def admin_page(request: Request[Any, Any, Any], state: State) -> Template | Redirect:
     if not _authorized(request):
         return Redirect("/admin/login")
-    return Template(template_name="admin.html", context={"nav": "admin", "models": _registry(state).all(), "registry": _registry(state)})
+    return Template(
+        template_name="admin.html",
+        context={"nav": "admin", "models": _registry(state).all(), "registry": _registry(state)},
+    )
 
 
 @post("/admin/models/{model_id:str}/{action:str}", guards=[admin_guard], status_code=200)
-async def admin_action(model_id: FromPath[str], action: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
+async def admin_action(
+    model_id: FromPath[str], action: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[str]:
     registry = _registry(state)
     error = ""
     try:

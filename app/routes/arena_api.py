@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.arena.live import Event, LiveBattle
 from app.arena.service import Arena, ArenaError
-from app.errors import invalid
+from app.errors import APIError, invalid
 from app.openai_stream import sse
 from app.routes.common import as_api_error, limit, visitor
 
@@ -41,6 +41,17 @@ class MessageBody(_Body):
 
 class VoteBody(_Body):
     winner: Literal["model_a", "model_b", "tie", "tie (bothbad)"] = Field()
+
+
+async def _json_body(request: Request[Any, Any, Any]) -> bytes:
+    """The body of a JSON request. Requiring the JSON media type keeps other sites' pages out:
+    a browser sends it cross-origin only after a CORS preflight, which this API never grants, so
+    visitors' browsers cannot be made to vote or start battles for another site (the pages' forms
+    have CSRF tokens instead)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise APIError(415, "Send the body as JSON, with Content-Type: application/json.")
+    return await request.body()
 
 
 def _parse(model: type[_Body], body: bytes) -> Any:
@@ -77,7 +88,7 @@ async def _call(coro: Any) -> Any:
 
 @post("/battles", status_code=201)
 async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-    body = _parse(NewBattleBody, await request.body())
+    body = _parse(NewBattleBody, await _json_body(request))
     ip, voter = visitor(request, state)
     limit(state, "battle", ip)
     arena: Arena = state.arena
@@ -91,7 +102,7 @@ async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[s
 
 @post("/battles/{battle_id:str}/messages", status_code=201)
 async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-    body = _parse(MessageBody, await request.body())
+    body = _parse(MessageBody, await _json_body(request))
     arena: Arena = state.arena
     battle = await _call(arena.add_turn(battle_id, body.prompt))
     out: dict[str, Any] = {"id": battle.id, "turn": len(battle.history) + 1}
@@ -103,7 +114,7 @@ async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any],
 
 @post("/battles/{battle_id:str}/vote", status_code=200)
 async def vote(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, str]:
-    body = _parse(VoteBody, await request.body())
+    body = _parse(VoteBody, await _json_body(request))
     ip, voter = visitor(request, state)
     limit(state, "vote", ip)
     model_a, model_b = await _call(state.arena.vote(battle_id, body.winner, voter))

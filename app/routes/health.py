@@ -15,9 +15,7 @@ def health() -> dict[str, str]:
 
 @get("/ready")
 async def ready(state: State) -> Response[dict[str, Any]]:
-    models = {
-        e.id: {"state": e.state, "engine": e.engine_kind, "loaded": e.loaded} for e in state.models.all()
-    }
+    models = {e.id: {"state": e.state, "engine": e.engine_kind, "loaded": e.loaded} for e in state.models.all()}
     ok = state.models.ready
     return Response({"ready": ok, "models": models}, status_code=200 if ok else 503)
 

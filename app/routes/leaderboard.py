@@ -22,9 +22,7 @@ SORTABLE = ("rank_ub", "model", "rating", "ci", "votes", "organization", "licens
 
 
 def metadata(models: Registry) -> dict[str, dict[str, Any]]:
-    return {
-        e.id: {"name": e.spec.display_name, **e.spec.metadata.model_dump()} for e in models.all()
-    }
+    return {e.id: {"name": e.spec.display_name, **e.spec.metadata.model_dump()} for e in models.all()}
 
 
 def parameter_count(text: str) -> float | None:
@@ -97,6 +95,7 @@ def _context(board: dict[str, Any], params: dict[str, str], categories: list[str
         shown = [names.get(m, m) for m in labels]
         svg["winrate"] = plots.heatmap_svg(shown, win, "Win rate, row vs column (%)", percent=True)
         svg["battles"] = plots.heatmap_svg(shown, count, "Battles between each pair", percent=False)
+
     def link(**changes: str) -> str:
         merged = {**params, **changes}
         return "/leaderboard?" + urlencode({k: v for k, v in merged.items() if v})

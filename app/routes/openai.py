@@ -82,10 +82,10 @@ async def _respond(
     return Response(body)
 
 
-def _generation(req: schema._Sampling, entry: serving.ModelEntry, max_tokens: int | None, **kw: Any) -> GenerationRequest:
-    filled = serving.request_defaults(
-        entry, temperature=req.temperature, top_p=req.top_p, max_tokens=max_tokens
-    )
+def _generation(
+    req: schema._Sampling, entry: serving.ModelEntry, max_tokens: int | None, **kw: Any
+) -> GenerationRequest:
+    filled = serving.request_defaults(entry, temperature=req.temperature, top_p=req.top_p, max_tokens=max_tokens)
     return GenerationRequest(
         request_id=uuid.uuid4().hex,
         max_tokens=int(filled["max_tokens"]),  # type: ignore[call-overload]

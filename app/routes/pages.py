@@ -191,7 +191,8 @@ async def feedback(battle_id: FromPath[str], request: Request[Any, Any, Any], st
 def _sse(name: str, html: str, event_id: int | None) -> bytes:
     lines = [f"id: {event_id}"] if event_id is not None else []
     lines.append(f"event: {name}")
-    text = html.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
+    # Not stripped: a delta may be just "\n\n" (a paragraph break), which must reach the page.
+    text = html.replace("\r\n", "\n").replace("\r", "\n")
     lines += [f"data: {line}" for line in text.split("\n")]
     return ("\n".join(lines) + "\n\n").encode()
 
@@ -219,9 +220,9 @@ def _render_event(parts: Any, battle: LiveBattle, event: Event, event_id: int | 
     if event.kind == "set":
         html = str(parts.side_body(battle.id, battle.mode, event.side, event.text, event.finished,
                                    event.error, event.message_id))
-        return _sse(f"{event.side}-set", html, event_id)
+        return _sse(f"{event.side}-set", html.strip("\n"), event_id)
     html = str(parts.controls(battle, _view(state, battle, battle.mode)))
-    return _sse("done", html, event_id)
+    return _sse("done", html.strip("\n"), event_id)
 
 
 route_handlers = [

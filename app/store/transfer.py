@@ -34,8 +34,9 @@ class Report:
     bad: list[tuple[int, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [f"imported {self.imported} battles, skipped {self.duplicates} already present, "
-                 f"{len(self.bad)} bad rows"]
+        lines = [
+            f"imported {self.imported} battles, skipped {self.duplicates} already present, {len(self.bad)} bad rows"
+        ]
         lines += [f"  line {n}: {why}" for n, why in self.bad[:50]]
         if len(self.bad) > 50:
             lines.append(f"  ... and {len(self.bad) - 50} more")
@@ -55,8 +56,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
             rows = json.loads(text)
         except json.JSONDecodeError as exc:
             raise TransferError(f"{path}: not valid JSON: {exc}") from None
-        for index, row in enumerate(rows, start=1):
-            yield index, row
+        yield from enumerate(rows, start=1)
         return
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -155,7 +155,8 @@ def _import_one(conn: sqlite3.Connection, row: dict[str, Any], report: Report) -
                 turn += 1
                 if side == "a":
                     conn.execute(
-                        "INSERT INTO messages (battle_id, side, turn, role, content, created) VALUES (?, '', ?, 'user', ?, ?)",
+                        "INSERT INTO messages (battle_id, side, turn, role, content, created)"
+                        " VALUES (?, '', ?, 'user', ?, ?)",
                         (battle_id, turn, content, created),
                     )
                 continue
@@ -163,17 +164,31 @@ def _import_one(conn: sqlite3.Connection, row: dict[str, Any], report: Report) -
             sums[side] = [x + y for x, y in zip(sums[side], features, strict=True)]
             conn.execute(
                 "INSERT INTO messages (battle_id, side, turn, role, content, finish_reason, created, "
-                + ", ".join(STYLE_COLUMNS) + ") VALUES (?, ?, ?, ?, ?, 'stop', ?, ?, ?, ?, ?)",
+                + ", ".join(STYLE_COLUMNS)
+                + ") VALUES (?, ?, ?, ?, ?, 'stop', ?, ?, ?, ?, ?)",
                 (battle_id, side, max(turn, 1), role, content, created, *features),
             )
     language = row.get("language") if isinstance(row.get("language"), str) else None
     categories = battle_categories(prompt, turns, row["winner"], None, language=language)
     conn.execute(
         "INSERT INTO votes (battle_id, mode, model_a, model_b, winner, turns, created, voter_hash,"
-        " categories, pair_prob, " + ", ".join(f"{s}_{c}" for s in "ab" for c in STYLE_COLUMNS)
-        + ") VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, 1.0" + ", ?" * 8 + ")",
-        (battle_id, mode, row["model_a"], row["model_b"], row["winner"], turns, created,
-         " ".join(categories), *sums["a"], *sums["b"]),
+        " categories, pair_prob, "
+        + ", ".join(f"{s}_{c}" for s in "ab" for c in STYLE_COLUMNS)
+        + ") VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, 1.0"
+        + ", ?" * 8
+        + ")",
+        (
+            battle_id,
+            mode,
+            row["model_a"],
+            row["model_b"],
+            row["winner"],
+            turns,
+            created,
+            " ".join(categories),
+            *sums["a"],
+            *sums["b"],
+        ),
     )
     _count(conn, mode, categories, row["model_a"], row["model_b"], row["winner"])
     report.imported += 1
@@ -183,10 +198,11 @@ def export_rows(conn: sqlite3.Connection, *, include_named: bool = False) -> Ite
     """Voted battles as clean-battle rows (anonymous only unless ``include_named``)."""
     conn.row_factory = sqlite3.Row
     modes = ("anony", "named") if include_named else ("anony",)
+    placeholders = ",".join("?" * len(modes))
     query = (
-        "SELECT b.id, b.mode, b.created, b.meta, b.first_prompt, v.model_a, v.model_b, v.winner, v.turns, v.categories"
-        " FROM votes v JOIN battles b ON b.id = v.battle_id WHERE v.mode IN (%s) ORDER BY b.created, b.id"
-        % ",".join("?" * len(modes))
+        "SELECT b.id, b.mode, b.created, b.meta, b.first_prompt, v.model_a, v.model_b, v.winner, v.turns,"
+        f" v.categories FROM votes v JOIN battles b ON b.id = v.battle_id WHERE v.mode IN ({placeholders})"
+        " ORDER BY b.created, b.id"
     )
     for battle in conn.execute(query, modes).fetchall():
         messages = conn.execute(
@@ -197,7 +213,9 @@ def export_rows(conn: sqlite3.Connection, *, include_named: bool = False) -> Ite
             for side in ("a", "b") if m["side"] == "" else (m["side"],):
                 conversations[side].append({"role": m["role"], "content": m["content"]})
         stored = json.loads(battle["meta"]) if battle["meta"] else {}
-        language = next((c.split(":", 1)[1] for c in (battle["categories"] or "").split() if c.startswith("language:")), None)
+        language = next(
+            (c.split(":", 1)[1] for c in (battle["categories"] or "").split() if c.startswith("language:")), None
+        )
         row: dict[str, Any] = {
             "question_id": battle["id"],
             "model_a": battle["model_a"],

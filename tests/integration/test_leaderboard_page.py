@@ -14,8 +14,14 @@ from tests.test_leaderboard_app import _battles
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +29,24 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("lb")
     battles = tmp / "b.jsonl"
     battles.write_text("".join(json.dumps(r) + "\n" for r in _battles(600, seed=3)))
-    subprocess.run([sys.executable, "-m", "app", "battles", "import", str(battles), "--db", str(tmp / "arena.db")],
-                   check=True, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "app", "battles", "import", str(battles), "--db", str(tmp / "arena.db")],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
     models = tmp / "models.toml"
-    models.write_text("\n".join(
-        f'[[models]]\nid = "{m}"\nengine = "scripted"\nmetadata = {{ organization = "{org}", license = "{lic}", parameters = "{size}" }}\n'
-        for m, org, lic, size in [("m-strong", "Org A", "MIT", "70B"), ("m-mid", "Org B", "Apache-2.0", "7B"),
-                                  ("m-weak", "Org A", "MIT", "1B"), ("m-code", "Org C", "Apache-2.0", "13B")]
-    ))
+    models.write_text(
+        "\n".join(
+            f'[[models]]\nid = "{m}"\nengine = "scripted"\nmetadata = {{ organization = "{org}", license = "{lic}", parameters = "{size}" }}\n'
+            for m, org, lic, size in [
+                ("m-strong", "Org A", "MIT", "70B"),
+                ("m-mid", "Org B", "Apache-2.0", "7B"),
+                ("m-weak", "Org A", "MIT", "1B"),
+                ("m-code", "Org C", "Apache-2.0", "13B"),
+            ]
+        )
+    )
     s = ArenaServer(tmp, "--models", str(models))
     yield s
     s.stop()

@@ -53,7 +53,11 @@ def test_stream_usage_equals_engine_counts(client: openai.OpenAI, arena_server: 
     before = arena_server.metric("arena_tokens_total", model=SAMPLED, kind="completion")
     before_prompt = arena_server.metric("arena_tokens_total", model=SAMPLED, kind="prompt")
     stream = client.chat.completions.create(
-        model=SAMPLED, messages=PROMPT, max_tokens=20, stream=True, seed=3,
+        model=SAMPLED,
+        messages=PROMPT,
+        max_tokens=20,
+        stream=True,
+        seed=3,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -77,24 +81,21 @@ def test_stop_sequence_is_honoured(client: openai.OpenAI) -> None:
     words = text.split()
     assert len(words) > 4, text
     stop = words[len(words) // 2]
-    cut = client.chat.completions.create(
-        model=GREEDY, messages=PROMPT, max_tokens=40, temperature=0, stop=[stop]
-    )
+    cut = client.chat.completions.create(model=GREEDY, messages=PROMPT, max_tokens=40, temperature=0, stop=[stop])
     assert cut.choices[0].finish_reason == "stop"
     assert cut.choices[0].message.content == text[: text.index(stop)]
 
 
 def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
     def ask(seed: int) -> str:
-        r = client.chat.completions.create(
-            model=SAMPLED, messages=PROMPT, max_tokens=24, temperature=0.9, seed=seed
-        )
+        r = client.chat.completions.create(model=SAMPLED, messages=PROMPT, max_tokens=24, temperature=0.9, seed=seed)
         return r.choices[0].message.content or ""
 
     assert ask(7) == ask(7)
     greedy = [
         client.chat.completions.create(model=GREEDY, messages=PROMPT, max_tokens=24, temperature=0, seed=1)
-        .choices[0].message.content
+        .choices[0]
+        .message.content
         for _ in range(2)
     ]
     assert greedy[0] == greedy[1]
@@ -157,9 +158,7 @@ def test_two_streams_interleave(client: openai.OpenAI) -> None:
     stamps: dict[str, list[float]] = {GREEDY: [], SAMPLED: []}
 
     def run(model: str) -> None:
-        stream = client.chat.completions.create(
-            model=model, messages=PROMPT, max_tokens=48, stream=True, seed=5
-        )
+        stream = client.chat.completions.create(model=model, messages=PROMPT, max_tokens=48, stream=True, seed=5)
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
                 stamps[model].append(time.monotonic())
