@@ -74,7 +74,7 @@ class CpuBudget:
 class LlamaWeights:
     """A GGUF file loaded once, with a pool of contexts that streams borrow."""
 
-    def __init__(self, path: str, *, n_ctx: int, n_batch: int = 512) -> None:
+    def __init__(self, path: str, *, n_ctx: int, n_batch: int = 256) -> None:
         self.path = path
         self.n_ctx = n_ctx
         self.n_batch = n_batch
