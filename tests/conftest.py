@@ -9,8 +9,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from litestar.testing import AsyncTestClient
 
 from app.server import create_app
 from app.settings import Settings
+from tests.helpers.arena import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -120,3 +122,19 @@ def arena_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArenaServ
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def arena(make_app: Callable[..., Litestar]) -> Callable[..., Any]:
+    """``async with arena({"m": ["reply"]}, **settings) as client``: an app served in-process."""
+
+    def build(replies: dict[str, list[str]] | None = None, **settings: Any) -> Any:
+        return serve(make_app(replies, **settings))
+
+    return build
+
+
+@pytest.fixture
+async def page_client(arena) -> AsyncIterator[Any]:
+    async with arena({"alpha": ["Alpha says **hello**.\n\n- one\n- two"], "beta": ["Beta answers `x`."]}) as c:
+        yield c

@@ -82,9 +82,7 @@ class Arena:
         except APIError as exc:
             raise ArenaError(exc.status if exc.status != 404 else 400, exc.message) from None
 
-    async def start(
-        self, prompt: str, *, mode: str, voter_hash: str, models: list[str] | None = None
-    ) -> LiveBattle:
+    async def start(self, prompt: str, *, mode: str, voter_hash: str, models: list[str] | None = None) -> LiveBattle:
         prompt = self._check_prompt(prompt)
         if mode == "anony":
             try:
@@ -107,9 +105,7 @@ class Arena:
             raise ArenaError(400, "mode must be anony, named or direct")
         battle = LiveBattle(uuid.uuid4().hex, mode, sides)
         await self.store.write(
-            q.create_battle(
-                q.NewBattle(battle.id, mode, sides["a"], sides.get("b", ""), prob, voter_hash, prompt)
-            )
+            q.create_battle(q.NewBattle(battle.id, mode, sides["a"], sides.get("b", ""), prob, voter_hash, prompt))
         )
         self._remember(battle)
         await self._begin_turn(battle, prompt)
@@ -204,8 +200,16 @@ class Arena:
             if not state.finish_reason:
                 state.finish_reason = "error"
         answer = q.Answer(
-            battle.id, side, turn.number, state.text, prompt_tokens, completion_tokens, ttft,
-            time.perf_counter() - started_at, state.finish_reason, state.internal_error,
+            battle.id,
+            side,
+            turn.number,
+            state.text,
+            prompt_tokens,
+            completion_tokens,
+            ttft,
+            time.perf_counter() - started_at,
+            state.finish_reason,
+            state.internal_error,
         )
         try:
             state.message_id = await self.store.write(q.add_answer(answer))
@@ -302,8 +306,9 @@ class Arena:
         if row is None:
             raise ArenaError(404, "No such battle.")
         models = {"a": row["model_a"]} if row["mode"] == "direct" else {"a": row["model_a"], "b": row["model_b"]}
-        battle = LiveBattle(row["id"], row["mode"], models, voted=row["status"] == "voted",
-                            failed=row["status"] == "failed")
+        battle = LiveBattle(
+            row["id"], row["mode"], models, voted=row["status"] == "voted", failed=row["status"] == "failed"
+        )
         prompts: dict[int, str] = {}
         answers: dict[int, dict[str, str]] = {}
         for m in await q.get_messages(self.store, battle_id):

@@ -128,7 +128,9 @@ async def battle_state(battle_id: FromPath[str], state: State) -> dict[str, Any]
     return {
         "id": battle.id,
         "mode": battle.mode,
-        "status": "voted" if battle.voted else ("failed" if battle.failed else ("generating" if battle.busy else "open")),
+        "status": "voted"
+        if battle.voted
+        else ("failed" if battle.failed else ("generating" if battle.busy else "open")),
         "turns": _turns(battle),
         "models": ({"a": battle.models["a"], "b": battle.models.get("b")} if reveal else None),
     }

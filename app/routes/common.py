@@ -26,8 +26,12 @@ def limit(state: State, kind: str, ip: str) -> None:
     if wait > 0:
         seconds = max(1, math.ceil(wait))
         raise APIError(
-            429, f"Too many {kind}s from your address; try again in {seconds} s.",
-            "rate_limit_exceeded", None, "rate_limited", {"Retry-After": str(seconds)},
+            429,
+            f"Too many {kind}s from your address; try again in {seconds} s.",
+            "rate_limit_exceeded",
+            None,
+            "rate_limited",
+            {"Retry-After": str(seconds)},
         )
 
 

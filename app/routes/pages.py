@@ -23,8 +23,11 @@ from app.routes.arena_api import SSE_HEADERS, last_event_id
 from app.routes.common import limit, visitor
 from app.views import block, environment
 
-SCREENS = {"anony": ("battle.html", "battle", "/"), "named": ("compare.html", "compare", "/compare"),
-           "direct": ("chat.html", "chat", "/chat")}
+SCREENS = {
+    "anony": ("battle.html", "battle", "/"),
+    "named": ("compare.html", "compare", "/compare"),
+    "direct": ("chat.html", "chat", "/chat"),
+}
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,9 @@ def flash(message: str, status: int, headers: dict[str, str] | None = None) -> R
     """An error shown above the screen (htmx retargets it to #flash)."""
     html = environment().from_string('<div class="flash error">{{ m }}</div>').render(m=message)
     return Response(
-        html, status_code=status, media_type="text/html",
+        html,
+        status_code=status,
+        media_type="text/html",
         headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", **(headers or {})},
     )
 
@@ -101,7 +106,9 @@ async def chat_page(request: Request[Any, Any, Any], state: State) -> Template:
 
 
 @get("/battle/{battle_id:str}")
-async def show_battle(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Template | Response[str]:
+async def show_battle(
+    battle_id: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Template | Response[str]:
     try:
         battle = await _act(state.arena.get(battle_id))
     except _Flash as f:
@@ -117,7 +124,8 @@ async def start_battle(request: Request[Any, Any, Any], state: State) -> Respons
     try:
         limit(state, "battle", ip)
         models = [str(m) for m in form.getall("models")] if "models" in form else None
-        battle = await _act(state.arena.start(str(form.get("prompt") or ""), mode=mode, voter_hash=voter, models=models))
+        prompt = str(form.get("prompt") or "")
+        battle = await _act(state.arena.start(prompt, mode=mode, voter_hash=voter, models=models))
     except _Flash as f:
         return f.response
     except APIError as exc:
@@ -218,14 +226,26 @@ def _render_event(parts: Any, battle: LiveBattle, event: Event, event_id: int | 
     if event.kind == "delta":
         return _sse(event.side, stream_text(event.text), event_id)
     if event.kind == "set":
-        html = str(parts.side_body(battle.id, battle.mode, event.side, event.text, event.finished,
-                                   event.error, event.message_id))
+        html = str(
+            parts.side_body(
+                battle.id, battle.mode, event.side, event.text, event.finished, event.error, event.message_id
+            )
+        )
         return _sse(f"{event.side}-set", html.strip("\n"), event_id)
     html = str(parts.controls(battle, _view(state, battle, battle.mode)))
     return _sse("done", html.strip("\n"), event_id)
 
 
 route_handlers = [
-    battle_page, compare_page, chat_page, show_battle, start_battle, next_turn, stop,
-    regenerate, vote, feedback, events,
+    battle_page,
+    compare_page,
+    chat_page,
+    show_battle,
+    start_battle,
+    next_turn,
+    stop,
+    regenerate,
+    vote,
+    feedback,
+    events,
 ]

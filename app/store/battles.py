@@ -42,8 +42,16 @@ def create_battle(battle: NewBattle) -> Any:
         conn.execute(
             "INSERT INTO battles (id, mode, model_a, model_b, pair_prob, created, voter_hash,"
             " status, turns, first_prompt) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', 0, ?)",
-            (battle.id, battle.mode, battle.model_a, battle.model_b, battle.pair_prob,
-             time.time(), battle.voter_hash, battle.first_prompt),
+            (
+                battle.id,
+                battle.mode,
+                battle.model_a,
+                battle.model_b,
+                battle.pair_prob,
+                time.time(),
+                battle.voter_hash,
+                battle.first_prompt,
+            ),
         )
 
     return write
@@ -52,8 +60,7 @@ def create_battle(battle: NewBattle) -> Any:
 def add_prompt(battle_id: str, turn: int, content: str) -> Any:
     def write(conn: sqlite3.Connection) -> None:
         conn.execute(
-            "INSERT INTO messages (battle_id, side, turn, role, content, created)"
-            " VALUES (?, '', ?, 'user', ?, ?)",
+            "INSERT INTO messages (battle_id, side, turn, role, content, created) VALUES (?, '', ?, 'user', ?, ?)",
             (battle_id, turn, content, time.time()),
         )
         conn.execute("UPDATE battles SET turns = ? WHERE id = ?", (turn, battle_id))
@@ -85,9 +92,20 @@ def add_answer(answer: Answer) -> Any:
             " completion_tokens, ttft, total_time, finish_reason, error, created, "
             + ", ".join(STYLE_COLUMNS)
             + ") VALUES (?, ?, ?, 'assistant', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (answer.battle_id, answer.side, answer.turn, answer.content, answer.prompt_tokens,
-             answer.completion_tokens, answer.ttft, answer.total_time, answer.finish_reason,
-             answer.error, time.time(), *features),
+            (
+                answer.battle_id,
+                answer.side,
+                answer.turn,
+                answer.content,
+                answer.prompt_tokens,
+                answer.completion_tokens,
+                answer.ttft,
+                answer.total_time,
+                answer.finish_reason,
+                answer.error,
+                time.time(),
+                *features,
+            ),
         )
         if answer.error:
             conn.execute("UPDATE battles SET status = 'failed' WHERE id = ?", (answer.battle_id,))
@@ -117,7 +135,10 @@ def battle_categories(
 ) -> list[str]:
     language = language or detect_language(first_prompt)
     meta = BattleMeta(
-        winner, language=None if language == "unknown" else language, turns=turns, prompt=first_prompt,
+        winner,
+        language=None if language == "unknown" else language,
+        turns=turns,
+        prompt=first_prompt,
         prompt_tokens=prompt_tokens,
     )
     return list(categories_for(meta))
@@ -143,7 +164,8 @@ def record_vote(battle_id: str, winner: str, voter_hash: str) -> Any:
             raise VoteRejected(409, "A model failed to answer in this battle, so it cannot be voted on.")
         turns = battle["turns"]
         answers = conn.execute(
-            "SELECT side, " + ", ".join(f"SUM({c}) AS {c}" for c in STYLE_COLUMNS)
+            "SELECT side, "
+            + ", ".join(f"SUM({c}) AS {c}" for c in STYLE_COLUMNS)
             + ", COUNT(*) AS n FROM messages WHERE battle_id = ? AND side != ''"
             " AND role = 'assistant' GROUP BY side",
             (battle_id,),
@@ -157,9 +179,22 @@ def record_vote(battle_id: str, winner: str, voter_hash: str) -> Any:
             "INSERT INTO votes (battle_id, mode, model_a, model_b, winner, turns, created,"
             " voter_hash, categories, pair_prob, "
             + ", ".join(f"{s}_{c}" for s in "ab" for c in STYLE_COLUMNS)
-            + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?" + ", ?" * len(style) + ")",
-            (battle_id, battle["mode"], battle["model_a"], battle["model_b"], winner, turns,
-             time.time(), voter_hash, " ".join(categories), battle["pair_prob"], *style),
+            + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+            + ", ?" * len(style)
+            + ")",
+            (
+                battle_id,
+                battle["mode"],
+                battle["model_a"],
+                battle["model_b"],
+                winner,
+                turns,
+                time.time(),
+                voter_hash,
+                " ".join(categories),
+                battle["pair_prob"],
+                *style,
+            ),
         )
         conn.execute("UPDATE battles SET status = 'voted' WHERE id = ?", (battle_id,))
         _count(conn, battle["mode"], categories, battle["model_a"], battle["model_b"], winner)
@@ -168,9 +203,7 @@ def record_vote(battle_id: str, winner: str, voter_hash: str) -> Any:
     return write
 
 
-def _count(
-    conn: sqlite3.Connection, mode: str, categories: list[str], a: str, b: str, winner: str
-) -> None:
+def _count(conn: sqlite3.Connection, mode: str, categories: list[str], a: str, b: str, winner: str) -> None:
     """Add one outcome to the running pair counts (pairs stored in name order)."""
     if a > b:
         a, b = b, a
@@ -208,9 +241,7 @@ async def get_battle(store: Store, battle_id: str) -> dict[str, Any] | None:
 
 
 async def get_messages(store: Store, battle_id: str) -> list[dict[str, Any]]:
-    rows = await store.fetchall(
-        "SELECT * FROM messages WHERE battle_id = ? ORDER BY turn, side, id", (battle_id,)
-    )
+    rows = await store.fetchall("SELECT * FROM messages WHERE battle_id = ? ORDER BY turn, side, id", (battle_id,))
     return [dict(r) for r in rows]
 
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import ArenaServer
-from tests.test_arena_pages import Node, parse_html, parse_sse
+from tests.helpers.arena import Node, parse_html, parse_sse
 
 pytestmark = pytest.mark.integration
 
