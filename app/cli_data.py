@@ -13,13 +13,17 @@ from typing import Any
 
 from app.cli_common import CommandError, print_table, settings_from
 from app.leaderboard import (
+    COUNTS_SQL,
+    STYLE_SQL,
     Counts,
     LeaderboardError,
     StyleRows,
     board_json,
     compute,
+    counts_from_rows,
     empty_json,
     parse_anchor,
+    style_from_rows,
 )
 from app.modelspec import load_models
 from app.rating.categories import BattleMeta, categories_for
@@ -47,28 +51,11 @@ def _connect(settings: Any) -> sqlite3.Connection:
 
 
 def _counts_from_db(conn: sqlite3.Connection, category: str) -> Counts:
-    rows = conn.execute(
-        "SELECT model_a, model_b, wins_a, wins_b, ties + bothbad FROM pair_counts"
-        " WHERE mode = 'anony' AND category = ?",
-        (category,),
-    ).fetchall()
-    return Counts(*(list(col) for col in zip(*rows, strict=True))) if rows else Counts([], [], [], [], [])
+    return counts_from_rows(conn.execute(COUNTS_SQL, ("anony", category)).fetchall())
 
 
 def _style_from_db(conn: sqlite3.Connection, category: str) -> StyleRows:
-    cols = ", ".join(f"{s}_sf_{c}" for s in "ab" for c in ("tokens", "headers", "lists", "bold"))
-    rows = conn.execute(
-        f"SELECT model_a, model_b, winner, {cols} FROM votes"
-        " WHERE mode = 'anony' AND (' ' || categories || ' ') LIKE ?",
-        (f"% {category} %",),
-    ).fetchall()
-    return StyleRows(
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        [tuple(r[3:7]) for r in rows],
-        [tuple(r[7:11]) for r in rows],
-    )
+    return style_from_rows(conn.execute(STYLE_SQL, ("anony", f"% {category} %")).fetchall())
 
 
 def _counts_from_file(path: Path, category: str, report: Report) -> Counts:

@@ -4,6 +4,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -59,6 +64,37 @@ STATUS_TYPES = {
     415: "invalid_request_error",
     429: "rate_limit_exceeded",
 }
+
+
+def validated(model: type[M], body: bytes) -> M:
+    """Parse a JSON body into ``model``, or raise a 400 that names the offending field."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        if error["type"] == "json_invalid":
+            raise invalid(f"We could not parse the JSON body of your request: {error['msg']}.") from None
+        param = _param(tuple(error["loc"]))
+        message = f"Invalid value for '{param}': {error['msg']}." if param else f"{error['msg']}."
+        raise invalid(message, param) from None
+
+
+def _param(loc: tuple[int | str, ...]) -> str | None:
+    """Pydantic's error location as a field path, e.g. ``messages[0].role``.
+
+    Union members show up in the location as type tags (``str``, ``list[TextPart]``); they are
+    not fields, so they are left out.
+    """
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p[:1].isupper() or p in _TYPE_TAGS))]
+    if not parts:
+        return None
+    out = parts[0]
+    for p in parts[1:]:
+        out += f"[{p}]" if p.isdigit() else f".{p}"
+    return out
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
 
 
 def from_status(status: int, message: str) -> APIError:

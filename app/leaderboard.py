@@ -189,27 +189,22 @@ def matrices(counts: Counts, order: Sequence[str]) -> tuple[list[str], np.ndarra
 # -- reading the store ------------------------------------------------------------------------
 
 
-async def load_counts(store: Store, category: str, mode: str = "anony") -> Counts:
-    rows = await store.fetchall(
-        "SELECT model_a, model_b, wins_a, wins_b, ties + bothbad AS ties FROM pair_counts"
-        " WHERE mode = ? AND category = ?",
-        (mode, category),
-    )
+_STYLE_COLUMNS = ", ".join(f"{s}_sf_{c}" for s in "ab" for c in ("tokens", "headers", "lists", "bold"))
+COUNTS_SQL = "SELECT model_a, model_b, wins_a, wins_b, ties + bothbad FROM pair_counts WHERE mode = ? AND category = ?"
+STYLE_SQL = (
+    f"SELECT model_a, model_b, winner, {_STYLE_COLUMNS} FROM votes WHERE mode = ? AND (' ' || categories || ' ') LIKE ?"
+)
+
+
+def counts_from_rows(rows: Sequence[Sequence[Any]]) -> Counts:
+    """Rows of :data:`COUNTS_SQL` as :class:`Counts`."""
     return Counts(
-        [r["model_a"] for r in rows],
-        [r["model_b"] for r in rows],
-        [r["wins_a"] for r in rows],
-        [r["wins_b"] for r in rows],
-        [r["ties"] for r in rows],
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows]
     )
 
 
-async def load_style_rows(store: Store, category: str, mode: str = "anony") -> StyleRows:
-    cols = ", ".join(f"{s}_sf_{c}" for s in "ab" for c in ("tokens", "headers", "lists", "bold"))
-    rows = await store.fetchall(
-        f"SELECT model_a, model_b, winner, {cols} FROM votes WHERE mode = ? AND (' ' || categories || ' ') LIKE ?",
-        (mode, f"% {category} %"),
-    )
+def style_from_rows(rows: Sequence[Sequence[Any]]) -> StyleRows:
+    """Rows of :data:`STYLE_SQL` as :class:`StyleRows`."""
     return StyleRows(
         [r[0] for r in rows],
         [r[1] for r in rows],
@@ -217,6 +212,14 @@ async def load_style_rows(store: Store, category: str, mode: str = "anony") -> S
         [tuple(r[3:7]) for r in rows],
         [tuple(r[7:11]) for r in rows],
     )
+
+
+async def load_counts(store: Store, category: str, mode: str = "anony") -> Counts:
+    return counts_from_rows(await store.fetchall(COUNTS_SQL, (mode, category)))
+
+
+async def load_style_rows(store: Store, category: str, mode: str = "anony") -> StyleRows:
+    return style_from_rows(await store.fetchall(STYLE_SQL, (mode, f"% {category} %")))
 
 
 async def load_categories(store: Store, mode: str = "anony") -> list[str]:

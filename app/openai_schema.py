@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.engines.base import ChatMessage
-from app.errors import APIError, invalid
+from app.errors import APIError, invalid, validated
 
 
 class _Lenient(BaseModel):
@@ -92,33 +92,9 @@ class CompletionRequest(_Sampling):
         return self.prompt[0]
 
 
-def _param(loc: tuple[int | str, ...]) -> str | None:
-    parts = [
-        str(p)
-        for p in loc
-        if not (isinstance(p, str) and p[0].isupper() or p in ("str", "list[TextPart]", "list[str]"))
-    ]
-    if not parts:
-        return None
-    out = parts[0]
-    for p in parts[1:]:
-        out += f"[{p}]" if p.isdigit() else f".{p}"
-    return out
-
-
 def parse(model: type[_Sampling], body: bytes) -> Any:
     """Validate a JSON body, raising a 400 :class:`APIError` that names the offending field."""
-    try:
-        request = model.model_validate_json(body)
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        if error["type"] == "json_invalid":
-            raise invalid(f"We could not parse the JSON body of your request: {error['msg']}.") from exc
-        param = _param(tuple(error["loc"]))
-        message = error["msg"]
-        if param:
-            message = f"Invalid value for '{param}': {message}."
-        raise invalid(message, param) from exc
+    request = validated(model, body)
     _reject_nul(request)
     if request.n > 1:
         raise invalid("n > 1 is not supported; send separate requests.", "n")

@@ -14,9 +14,8 @@ from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
-from pydantic import ValidationError
 
-from app.errors import APIError, invalid
+from app.errors import APIError, invalid, validated
 from app.modelspec import ModelSpec
 from app.registry import Registry, RegistryError, UnknownModel
 from app.views import block
@@ -56,15 +55,6 @@ async def _call(coro: Any) -> Any:
         raise APIError(exc.status, exc.message) from None
 
 
-def _spec(body: bytes) -> ModelSpec:
-    try:
-        return ModelSpec.model_validate_json(body)
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        param = ".".join(str(p) for p in error["loc"]) or None
-        raise invalid(f"{param + ': ' if param else ''}{error['msg']}", param) from None
-
-
 # -- JSON API ---------------------------------------------------------------------------------
 
 
@@ -91,7 +81,7 @@ async def _async(fn: Any, *args: Any) -> Any:
 
 @post("/models", status_code=201)
 async def add_model(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-    spec = _spec(await request.body())
+    spec = validated(ModelSpec, await request.body())
     entry = await _call(_registry(state).add(spec))
     return entry.describe()
 

@@ -12,11 +12,11 @@ from litestar import Request, Router, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Stream
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.arena.live import Event, LiveBattle
 from app.arena.service import Arena, ArenaError
-from app.errors import APIError, invalid
+from app.errors import APIError, validated
 from app.openai_stream import sse
 from app.routes.common import as_api_error, limit, visitor
 
@@ -54,15 +54,6 @@ async def _json_body(request: Request[Any, Any, Any]) -> bytes:
     return await request.body()
 
 
-def _parse(model: type[_Body], body: bytes) -> Any:
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        param = ".".join(str(p) for p in error["loc"]) or None
-        raise invalid(f"{param + ': ' if param else ''}{error['msg']}", param) from exc
-
-
 def _turns(battle: LiveBattle) -> list[dict[str, Any]]:
     turns: list[dict[str, Any]] = []
     for number, (_prompt, answers) in enumerate(battle.history, start=1):
@@ -88,7 +79,7 @@ async def _call(coro: Any) -> Any:
 
 @post("/battles", status_code=201)
 async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-    body = _parse(NewBattleBody, await _json_body(request))
+    body = validated(NewBattleBody, await _json_body(request))
     ip, voter = visitor(request, state)
     limit(state, "battle", ip)
     arena: Arena = state.arena
@@ -102,7 +93,7 @@ async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[s
 
 @post("/battles/{battle_id:str}/messages", status_code=201)
 async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-    body = _parse(MessageBody, await _json_body(request))
+    body = validated(MessageBody, await _json_body(request))
     arena: Arena = state.arena
     battle = await _call(arena.add_turn(battle_id, body.prompt))
     out: dict[str, Any] = {"id": battle.id, "turn": len(battle.history) + 1}
@@ -114,7 +105,7 @@ async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any],
 
 @post("/battles/{battle_id:str}/vote", status_code=200)
 async def vote(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, str]:
-    body = _parse(VoteBody, await _json_body(request))
+    body = validated(VoteBody, await _json_body(request))
     ip, voter = visitor(request, state)
     limit(state, "vote", ip)
     model_a, model_b = await _call(state.arena.vote(battle_id, body.winner, voter))

@@ -17,29 +17,9 @@ from tests.conftest import ArenaServer, free_port, scripted_models_toml
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 NAMES = {"gemma-3-270m-greedy": "Gemma 3 270M (greedy)", "gemma-3-270m-t0.8": "Gemma 3 270M (temperature 0.8)"}
 STORY = "Write a long story about a dragon who learns to bake bread."
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (make chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,15 +15,6 @@ from tests.conftest import ROOT, ArenaServer
 from tests.test_leaderboard_app import _battles
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +45,11 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     s.stop()
 
 
-@pytest.fixture(scope="module")
-def page(server: ArenaServer):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        yield page
-        browser.close()
+@pytest.fixture
+def page(browser: Any, server: ArenaServer) -> Iterator[Any]:
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    yield page
+    page.close()
 
 
 def _settled(page) -> None:
