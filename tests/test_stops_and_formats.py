@@ -44,4 +44,4 @@ def test_gemma_turn_format() -> None:
         "<start_of_turn>user\nBye<end_of_turn>\n"
         "<start_of_turn>model\n"
     )
-    assert prompt.stop == ("<end_of_turn>",)
+    assert prompt.stop == ("<end_of_turn>", "<start_of_turn>")

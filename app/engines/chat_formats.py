@@ -43,7 +43,7 @@ def gemma(messages: Sequence[ChatMessage]) -> Prompt:
     if not turns and system:
         parts.append(f"<start_of_turn>user\n{system}<end_of_turn>\n")
     parts.append("<start_of_turn>model\n")
-    return Prompt("".join(parts), ("<end_of_turn>",))
+    return Prompt("".join(parts), ("<end_of_turn>", "<start_of_turn>"))
 
 
 def chatml(messages: Sequence[ChatMessage]) -> Prompt:

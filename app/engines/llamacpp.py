@@ -114,10 +114,13 @@ class LlamaWeights:
             n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, size, True, True)
         return list(buf[:n])
 
-    def piece(self, token: int, buf: Any) -> bytes:
+    def piece(self, token: int, buf: Any, special: bool = False) -> bytes:
         llama_cpp = _llama()
-        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         return bytes(buf[:n]) if n > 0 else b""
+
+    def is_control(self, token: int) -> bool:
+        return bool(_llama().llama_vocab_is_control(self._vocab, token))
 
     def is_eog(self, token: int) -> bool:
         return bool(_llama().llama_vocab_is_eog(self._vocab, token))
@@ -318,7 +321,10 @@ class LlamaCppEngine(Engine):
                     push(Delta("", n_prompt, produced, "abort"))
                     return
                 token = llama_cpp.llama_sampler_sample(sampler, ctx, -1)
-                if weights.is_eog(token):
+                if weights.is_eog(token) or (
+                    weights.is_control(token)
+                    and weights.piece(token, buf, special=True).decode(errors="replace") in stops
+                ):  # end of generation, or a turn marker such as Gemma's <start_of_turn>
                     finish = "stop"
                     break
                 produced += 1
