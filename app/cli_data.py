@@ -15,15 +15,20 @@ from app.cli_common import CommandError, print_table, settings_from
 from app.leaderboard import (
     COUNTS_SQL,
     STYLE_SQL,
+    VOTES_SQL,
     Counts,
     LeaderboardError,
+    Options,
     StyleRows,
+    VoteRows,
+    apply_options,
     board_json,
     compute,
     counts_from_rows,
     empty_json,
     parse_anchor,
     style_from_rows,
+    votes_from_rows,
 )
 from app.modelspec import load_models
 from app.rating.categories import BattleMeta, categories_for
@@ -41,6 +46,11 @@ def add_leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap-rounds", type=int, default=100)
     parser.add_argument("--category", default="overall")
     parser.add_argument("--style-control", action="store_true", help="Fit with style covariates.")
+    parser.add_argument(
+        "--inverse-probability", action="store_true", help="Weight votes by 1 / P(pair drawn) (--db only)."
+    )
+    parser.add_argument("--max-per-prompt", type=int, default=0, help="Keep at most N votes per identical prompt.")
+    parser.add_argument("--filter-voters", action="store_true", help="Drop anomalous voters (Chatbot Arena paper).")
 
 
 def _connect(settings: Any) -> sqlite3.Connection:
@@ -58,29 +68,17 @@ def _style_from_db(conn: sqlite3.Connection, category: str) -> StyleRows:
     return style_from_rows(conn.execute(STYLE_SQL, ("anony", f"% {category} %")).fetchall())
 
 
-def _counts_from_file(path: Path, category: str, report: Report) -> Counts:
-    tallies: dict[tuple[str, str], list[int]] = {}
+def _votes_from_file(path: Path, category: str, report: Report) -> VoteRows:
+    """The file's anonymous battles in ``category`` (the voter is FastChat's ``judge`` field)."""
+    kept = []
     for row in valid_rows(path, report):
         if not row.get("anony", True):
             continue
         prompt = next((m["content"] for m in row.get("conversation_a") or [] if m["role"] == "user"), "")
         meta = BattleMeta(row["winner"], row.get("language"), int(row.get("turn") or 1), prompt)
-        if category not in categories_for(meta):
-            continue
-        a, b, winner = row["model_a"], row["model_b"], row["winner"]
-        if a > b:
-            a, b = b, a
-            winner = {"model_a": "model_b", "model_b": "model_a"}.get(winner, winner)
-        cell = tallies.setdefault((a, b), [0, 0, 0])
-        cell[{"model_a": 0, "model_b": 1}.get(winner, 2)] += 1
-    pairs = list(tallies.items())
-    return Counts(
-        [p[0][0] for p in pairs],
-        [p[0][1] for p in pairs],
-        [p[1][0] for p in pairs],
-        [p[1][1] for p in pairs],
-        [p[1][2] for p in pairs],
-    )
+        if category in categories_for(meta):
+            kept.append((row["model_a"], row["model_b"], row["winner"], 1.0, str(row.get("judge") or ""), prompt))
+    return votes_from_rows(kept)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -91,12 +89,18 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         if args.battles is not None:
             if args.style_control:
                 raise CommandError("--style-control needs --db (style features are stored with votes)")
-            counts = _counts_from_file(args.battles, args.category, report)
+            options = Options(False, max(0, args.max_per_prompt), args.filter_voters)
+            counts, _used = apply_options(_votes_from_file(args.battles, args.category, report), options)
             style = None
         else:
             with _connect(settings) as conn:
                 counts = _counts_from_db(conn, args.category)
                 style = _style_from_db(conn, args.category) if args.style_control else None
+                options = Options(args.inverse_probability, max(0, args.max_per_prompt), args.filter_voters)
+                if options.active:
+                    rows = votes_from_rows(conn.execute(VOTES_SQL, ("anony", f"% {args.category} %")).fetchall())
+                    counts, used = apply_options(rows, options)
+                    print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in used.items()), file=sys.stderr)
         board = compute(counts, anchor=anchor, ci=args.ci, rounds=args.bootstrap_rounds, style=style)
     except (LeaderboardError, TransferError, OSError) as exc:
         raise CommandError(str(exc)) from None

@@ -16,9 +16,12 @@ import numpy as np
 from app.rating import (
     Cells,
     battle_count_matrix,
+    cap_repeated_prompts,
     cells_from_pair_counts,
     compute_leaderboard,
     compute_style_leaderboard,
+    flag_anomalous_voters,
+    inverse_probability_weights,
     win_rate_matrix,
 )
 from app.rating.leaderboard import Leaderboard
@@ -53,13 +56,13 @@ class Counts:
 
     model_a: list[str]
     model_b: list[str]
-    wins_a: list[int]
-    wins_b: list[int]
-    ties: list[int]
+    wins_a: list[float]  # counts, or sums of weights when votes are weighted
+    wins_b: list[float]
+    ties: list[float]
 
     @property
     def total(self) -> int:
-        return int(sum(self.wins_a) + sum(self.wins_b) + sum(self.ties))
+        return round(sum(self.wins_a) + sum(self.wins_b) + sum(self.ties))
 
     def cells(self) -> Cells:
         return cells_from_pair_counts(self.model_a, self.model_b, self.wins_a, self.wins_b, self.ties)
@@ -159,6 +162,15 @@ def compute(
     return compute_leaderboard(counts.cells(), anchor=anchor, ci=ci, rounds=rounds, min_votes=min_votes)
 
 
+def add_raw_ranking(out: dict[str, Any], plain: Leaderboard | None) -> None:
+    """Put the plain (not style-controlled) score and rank beside each style-controlled row."""
+    raw = {r.model: r for r in plain.rows} if plain is not None else {}
+    for model in out["models"]:
+        row = raw.get(model["model"])
+        model["raw_rating"] = _round(row.rating) if row else None
+        model["raw_rank_ub"] = row.rank_ub if row else None
+
+
 def empty_json(category: str, style_control: bool, ci: str, updated: float) -> dict[str, Any]:
     return {
         "models": [],
@@ -172,7 +184,71 @@ def empty_json(category: str, style_control: bool, ci: str, updated: float) -> d
         "coefficients": {},
         "fit": None,
         "notice": None,
+        "options": None,
     }
+
+
+@dataclass(frozen=True)
+class Options:
+    """Leaderboard options that need the individual votes rather than the pair counts."""
+
+    inverse_probability: bool = False  # weight each vote by 1 / P(its pair was drawn)
+    max_per_prompt: int = 0  # keep at most this many votes per identical prompt (0: all)
+    filter_voters: bool = False  # drop voters flagged by the Chatbot Arena paper's test
+
+    @property
+    def active(self) -> bool:
+        return self.inverse_probability or self.max_per_prompt > 0 or self.filter_voters
+
+
+@dataclass(frozen=True)
+class VoteRows:
+    model_a: list[str]
+    model_b: list[str]
+    winner: list[str]
+    pair_prob: list[float]
+    voter: list[str]
+    prompt: list[str]
+
+
+def apply_options(rows: VoteRows, options: Options) -> tuple[Counts, dict[str, int]]:
+    """Filter and weight the votes, then aggregate them into (possibly weighted) counts."""
+    n = len(rows.winner)
+    keep = np.ones(n, dtype=bool)
+    report = {"votes": n, "dropped_repeated_prompts": 0, "dropped_anomalous_voters": 0, "flagged_voters": 0}
+    if options.max_per_prompt > 0 and n:
+        capped = cap_repeated_prompts(np.array(rows.prompt, dtype=object), options.max_per_prompt)
+        report["dropped_repeated_prompts"] = int((keep & ~capped).sum())
+        keep &= capped
+    if options.filter_voters and n:
+        voters = flag_anomalous_voters(rows.voter, rows.model_a, rows.model_b, rows.winner)
+        mask = voters.keep_mask(rows.voter)
+        report["flagged_voters"] = len(voters.flagged_users())
+        report["dropped_anomalous_voters"] = int((keep & ~mask).sum())
+        keep &= mask
+    weights = (
+        inverse_probability_weights(np.array(rows.pair_prob, dtype=float))
+        if options.inverse_probability
+        else np.ones(n)
+    )
+    tallies: dict[tuple[str, str], list[float]] = {}
+    for i in np.flatnonzero(keep).tolist():
+        a, b, winner = rows.model_a[i], rows.model_b[i], rows.winner[i]
+        if a > b:
+            a, b = b, a
+            winner = {"model_a": "model_b", "model_b": "model_a"}.get(winner, winner)
+        cell = tallies.setdefault((a, b), [0.0, 0.0, 0.0])
+        cell[{"model_a": 0, "model_b": 1}.get(winner, 2)] += float(weights[i])
+    pairs = list(tallies.items())
+    counts = Counts(
+        [p[0][0] for p in pairs],
+        [p[0][1] for p in pairs],
+        [p[1][0] for p in pairs],
+        [p[1][1] for p in pairs],
+        [p[1][2] for p in pairs],
+    )
+    report["votes_used"] = int(keep.sum())
+    return counts, report
 
 
 def matrices(counts: Counts, order: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -211,6 +287,24 @@ def style_from_rows(rows: Sequence[Sequence[Any]]) -> StyleRows:
         [r[2] for r in rows],
         [tuple(r[3:7]) for r in rows],
         [tuple(r[7:11]) for r in rows],
+    )
+
+
+VOTES_SQL = (
+    "SELECT v.model_a, v.model_b, v.winner, v.pair_prob, v.voter_hash, b.first_prompt FROM votes v"
+    " JOIN battles b ON b.id = v.battle_id WHERE v.mode = ? AND (' ' || v.categories || ' ') LIKE ?"
+)
+
+
+def votes_from_rows(rows: Sequence[Sequence[Any]]) -> VoteRows:
+    """Rows of :data:`VOTES_SQL` as :class:`VoteRows`."""
+    return VoteRows(
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [float(r[3] or 1.0) for r in rows],
+        [r[4] or "" for r in rows],
+        [r[5] or "" for r in rows],
     )
 
 
@@ -269,13 +363,19 @@ class Service:
         ci: str = "sandwich",
         anchor: str | None = None,
         rounds: int = 100,
+        options: Options | None = None,
     ) -> dict[str, Any]:
+        options = options or Options()
         anchor_pair = parse_anchor(anchor)
         if ci not in CI_KINDS:
             raise LeaderboardError(f"ci must be one of {', '.join(CI_KINDS)}")
 
         async def build() -> dict[str, Any]:
             counts = await load_counts(self.store, category)
+            used: dict[str, int] | None = None
+            if options.active:
+                rows = votes_from_rows(await self.store.fetchall(VOTES_SQL, ("anony", f"% {category} %")))
+                counts, used = apply_options(rows, options)
             style = await load_style_rows(self.store, category) if style_control else None
             min_votes = 0 if category == "overall" else CATEGORY_MIN_VOTES
             notice = ""
@@ -300,11 +400,16 @@ class Service:
                 updated=updated,
             )
             out["notice"] = notice or None
+            out["options"] = used
+            if style is not None and not notice:
+                plain = compute(counts, anchor=anchor_pair, ci=ci, rounds=rounds, min_votes=min_votes)
+                add_raw_ranking(out, plain)
             return out
 
         # style control scans the votes table, so it is kept longer between recomputations
         ttl = self.ttl * (15 if style_control else 1)
-        return dict(await self._cached(("board", category, style_control, ci, anchor, rounds), ttl, build))
+        key = ("board", category, style_control, ci, anchor, rounds, options)
+        return dict(await self._cached(key, ttl, build))
 
     async def counts(self, category: str = "overall") -> Counts:
         return await self._cached(("counts", category), self.ttl, lambda: load_counts(self.store, category))

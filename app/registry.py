@@ -19,7 +19,15 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from app.engines.base import Engine, EngineError
-from app.engines.factory import MB, EngineFactory, WeightsError, check_weights, estimate_memory, resolve_kind
+from app.engines.factory import (
+    MB,
+    EngineFactory,
+    WeightsError,
+    check_weights,
+    estimate_memory,
+    gpu_shortfall,
+    resolve_kind,
+)
 from app.engines.llamacpp import CpuBudget
 from app.modelspec import ModelSpec
 from app.store.db import Store
@@ -206,6 +214,9 @@ class Registry:
         return max([spec.context_length, *same])
 
     def _check_budget(self, entry: ModelEntry, need: int) -> None:
+        shortfall = gpu_shortfall(entry.spec)
+        if shortfall:
+            raise RegistryError(shortfall, 507)
         if not self.memory_budget or not need:
             return
         used = self.memory_in_use()

@@ -220,3 +220,37 @@ async def test_page_renders_table_tabs_and_plots(make_app, battles_file: Path) -
         assert swapped.rows == sorted(page.rows)
         html = (await c.get("/leaderboard?category=coding", headers={"hx-request": "true"})).text
         assert html.lstrip().startswith('<section id="board">') and "<html" not in html
+
+
+def test_vote_level_options_change_the_counts() -> None:
+    from app.leaderboard import Options, VoteRows, apply_options
+
+    rows = VoteRows(
+        model_a=["x", "x", "x", "y", "x", "x"],
+        model_b=["y", "y", "y", "x", "y", "y"],
+        winner=["model_a", "model_a", "model_a", "model_b", "tie", "model_b"],
+        pair_prob=[0.5, 0.5, 0.5, 0.5, 0.25, 0.25],
+        voter=["v1", "v2", "v3", "v4", "v5", "v6"],
+        prompt=["same", "same", "same", "same", "other", "third"],
+    )
+    plain, report = apply_options(rows, Options())
+    assert (plain.wins_a, plain.wins_b, plain.ties) == ([4.0], [1.0], [1.0])  # y-wins-as-b flips to x
+    capped, report = apply_options(rows, Options(max_per_prompt=2))
+    assert report["dropped_repeated_prompts"] == 2 and capped.total == 4
+    weighted, _ = apply_options(rows, Options(inverse_probability=True))
+    # the two rarer pairs' votes count double relative to the others (weights normalised to mean 1)
+    assert weighted.ties[0] / weighted.wins_a[0] == pytest.approx(2 / 4)
+
+
+async def test_api_options_and_raw_ranking_beside_style_control(make_app, battles_file: Path) -> None:
+    app = make_app()
+    arena(["battles", "import", str(battles_file), "--db", str(app.state.settings.db)])
+    async with AsyncTestClient(app) as c:
+        capped = (await c.get("/api/v1/leaderboard?max_per_prompt=50&filter_voters=true")).json()
+        assert capped["options"]["dropped_repeated_prompts"] > 0 and capped["options"]["votes_used"] == 100
+        assert capped["total_votes"] == 100
+        assert (await c.get("/api/v1/leaderboard?max_per_prompt=lots")).status_code == 400
+        style = (await c.get("/api/v1/leaderboard?style_control=1")).json()
+        assert all(m["raw_rank_ub"] >= 1 and m["raw_rating"] for m in style["models"])
+        page = (await c.get("/leaderboard?style_control=1")).text
+        assert "Rank without style control" in page

@@ -212,3 +212,16 @@ def test_cli_models_offline(tmp_path: Path, capsys) -> None:
     main(["models", "--db", db, "--port", "9"])
     listing = capsys.readouterr().out
     assert "extra" in listing and "paused" in listing
+
+
+def test_gpu_budget_refuses_a_vllm_model_that_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    from app.engines import factory
+
+    monkeypatch.setattr(factory, "resolve_kind", lambda spec: "vllm")
+    monkeypatch.setattr(factory, "cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (10 * 2**30, 80 * 2**30))
+    message = factory.gpu_shortfall(ModelSpec(id="big", engine="vllm", weights="/m"))
+    assert message is not None and "not enough GPU memory to load big" in message and "10.0 GiB are free" in message
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (79 * 2**30, 80 * 2**30))
+    assert factory.gpu_shortfall(ModelSpec(id="big", engine="vllm", weights="/m")) is None

@@ -87,6 +87,25 @@ def estimate_memory(spec: ModelSpec, path: str, parallel: int) -> int:
     return size * 2 + 256 * MB  # transformers on CPU upcasts 16-bit weights to float32
 
 
+GPU_MEMORY_UTILIZATION = 0.85
+
+
+def gpu_shortfall(spec: ModelSpec) -> str | None:
+    """Why a vLLM model will not fit in the GPU's free memory now, or None when it fits."""
+    if resolve_kind(spec) != "vllm" or not cuda_available():
+        return None
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    wanted = GPU_MEMORY_UTILIZATION * total
+    if wanted <= free:
+        return None
+    return (
+        f"not enough GPU memory to load {spec.id}: vLLM reserves {wanted / 2**30:.1f} GiB "
+        f"({GPU_MEMORY_UTILIZATION:.0%} of the card) and {free / 2**30:.1f} GiB are free"
+    )
+
+
 class EngineFactory:
     def __init__(self, budget: CpuBudget, *, parallel: int, max_queue: int) -> None:
         self.budget = budget
@@ -109,7 +128,7 @@ class EngineFactory:
         if kind == "vllm":
             from app.engines.vllm import VLLMEngine
 
-            vllm = VLLMEngine(path, max_model_len=spec.context_length)
+            vllm = VLLMEngine(path, max_model_len=spec.context_length, gpu_memory_utilization=GPU_MEMORY_UTILIZATION)
             await vllm.start()
             return vllm
         if kind == "remote":

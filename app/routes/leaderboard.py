@@ -13,7 +13,7 @@ from litestar.response import Template
 
 from app import plots
 from app.errors import invalid
-from app.leaderboard import LeaderboardError, Service, matrices
+from app.leaderboard import LeaderboardError, Options, Service, matrices
 from app.registry import Registry
 from app.views import block
 
@@ -38,8 +38,20 @@ def _flag(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes", "on")
 
 
+def _options(params: dict[str, str]) -> Options:
+    raw = params.get("max_per_prompt") or "0"
+    if not raw.isdigit():
+        raise invalid("max_per_prompt must be a whole number of votes", "max_per_prompt")
+    return Options(
+        inverse_probability=_flag(params.get("inverse_probability")),
+        max_per_prompt=int(raw),
+        filter_voters=_flag(params.get("filter_voters")),
+    )
+
+
 async def _board(state: State, params: dict[str, str]) -> dict[str, Any]:
     service: Service = state.leaderboard
+    options = _options(params)
     try:
         return await service.board(
             metadata(state.models),
@@ -47,6 +59,7 @@ async def _board(state: State, params: dict[str, str]) -> dict[str, Any]:
             style_control=_flag(params.get("style_control")),
             ci=params.get("ci") or "sandwich",
             anchor=params.get("anchor") or None,
+            options=options,
         )
     except LeaderboardError as exc:
         raise invalid(str(exc)) from None
