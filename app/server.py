@@ -23,7 +23,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app import views
-from app.arena.service import Arena, Limits
+from app.arena.service import Arena, ArenaError, Limits
 from app.arena.visitors import RateLimiter, parse_rate
 from app.engines.factory import MB, memory_total
 from app.engines.llamacpp import CpuBudget
@@ -31,7 +31,7 @@ from app.errors import APIError, from_status
 from app.leaderboard import Service as LeaderboardService
 from app.metrics import Metrics
 from app.modelspec import load_models
-from app.registry import Registry
+from app.registry import Registry, RegistryError, UnknownModel
 from app.routes import admin, arena_api, health, leaderboard, openai, pages
 from app.settings import Settings
 from app.store import migrations
@@ -48,11 +48,24 @@ def _is_json_api(request: Request[Any, Any, Any]) -> bool:
 def _error_response(request: Request[Any, Any, Any], error: APIError) -> Response[Any]:
     if _is_json_api(request):
         return Response(error.body(), status_code=error.status, headers=error.headers)
+    if request.headers.get("hx-request") == "true":
+        return views.flash(error.message, error.status, error.headers)
     return Response(error.message, status_code=error.status, headers=error.headers, media_type=MediaType.TEXT)
 
 
 def _on_api_error(request: Request[Any, Any, Any], exc: APIError) -> Response[Any]:
     return _error_response(request, exc)
+
+
+def _on_arena_error(request: Request[Any, Any, Any], exc: ArenaError) -> Response[Any]:
+    kind = "invalid_request_error" if exc.status < 500 else "server_error"
+    return _error_response(request, APIError(exc.status, exc.message, kind))
+
+
+def _on_registry_error(request: Request[Any, Any, Any], exc: RegistryError | UnknownModel) -> Response[Any]:
+    if isinstance(exc, UnknownModel):
+        return _error_response(request, APIError(404, f"The model `{exc.args[0]}` does not exist.", param="id"))
+    return _error_response(request, APIError(exc.status, exc.message))
 
 
 def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -171,6 +184,9 @@ def create_app(settings: Settings) -> Litestar:
         before_send=[_count_requests(metrics)],
         exception_handlers={
             APIError: _on_api_error,
+            ArenaError: _on_arena_error,
+            RegistryError: _on_registry_error,
+            UnknownModel: _on_registry_error,
             HTTPException: _on_http_error,
             Exception: _on_unexpected,
         },

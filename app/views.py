@@ -52,6 +52,17 @@ def block(
     return Response(html, media_type="text/html", status_code=status)
 
 
+def flash(message: str, status: int, headers: dict[str, str] | None = None) -> Response[str]:
+    """An error shown above the screen: htmx retargets it to the page's #flash element."""
+    html = environment().from_string('<div class="flash error">{{ m }}</div>').render(m=message)
+    return Response(
+        html,
+        status_code=status,
+        media_type="text/html",
+        headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", **(headers or {})},
+    )
+
+
 def render(request: Request[Any, Any, Any], template: str, name: str, **context: Any) -> str:
     context.setdefault("request", request)
     return render_block(environment(), template, name, **context)

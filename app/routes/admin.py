@@ -46,15 +46,6 @@ def _registry(state: State) -> Registry:
     return state.models
 
 
-async def _call(coro: Any) -> Any:
-    try:
-        return await coro
-    except UnknownModel as exc:
-        raise APIError(404, f"The model `{exc.args[0]}` does not exist.", param="id") from None
-    except RegistryError as exc:
-        raise APIError(exc.status, exc.message) from None
-
-
 # -- JSON API ---------------------------------------------------------------------------------
 
 
@@ -72,17 +63,13 @@ async def list_models(state: State) -> dict[str, Any]:
 
 @get("/models/{model_id:str}")
 async def get_model(model_id: FromPath[str], state: State) -> dict[str, Any]:
-    return (await _call(_async(_registry(state).get, model_id))).describe()
-
-
-async def _async(fn: Any, *args: Any) -> Any:
-    return fn(*args)
+    return _registry(state).get(model_id).describe()
 
 
 @post("/models", status_code=201)
 async def add_model(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     spec = validated(ModelSpec, await request.body())
-    entry = await _call(_registry(state).add(spec))
+    entry = await _registry(state).add(spec)
     return entry.describe()
 
 
@@ -94,13 +81,13 @@ async def edit_model(model_id: FromPath[str], request: Request[Any, Any, Any], s
         raise invalid("The body must be a JSON object of fields to change.") from None
     if not isinstance(changes, dict):
         raise invalid("The body must be a JSON object of fields to change.")
-    entry = await _call(_registry(state).update(model_id, changes))
+    entry = await _registry(state).update(model_id, changes)
     return entry.describe()
 
 
 @delete("/models/{model_id:str}", status_code=200)
 async def remove_model(model_id: FromPath[str], state: State) -> dict[str, Any]:
-    await _call(_registry(state).remove(model_id))
+    await _registry(state).remove(model_id)
     return {"id": model_id, "removed": True}
 
 
@@ -121,7 +108,7 @@ async def _act(registry: Registry, model_id: str, action: str) -> Any:
 
 @post("/models/{model_id:str}/{action:str}", status_code=200)
 async def model_action(model_id: FromPath[str], action: FromPath[str], state: State) -> dict[str, Any]:
-    entry = await _call(_act(_registry(state), model_id, action))
+    entry = await _act(_registry(state), model_id, action)
     return entry.describe()
 
 

@@ -15,10 +15,10 @@ from litestar.response import Stream
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.arena.live import Event, LiveBattle
-from app.arena.service import Arena, ArenaError
+from app.arena.service import Arena
 from app.errors import APIError, validated
 from app.openai_stream import sse
-from app.routes.common import as_api_error, limit, visitor
+from app.routes.common import limit, visitor
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -70,20 +70,13 @@ def _turns(battle: LiveBattle) -> list[dict[str, Any]]:
     return turns
 
 
-async def _call(coro: Any) -> Any:
-    try:
-        return await coro
-    except ArenaError as exc:
-        raise as_api_error(exc) from None
-
-
 @post("/battles", status_code=201)
 async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     body = validated(NewBattleBody, await _json_body(request))
     ip, voter = visitor(request, state)
     limit(state, "battle", ip)
     arena: Arena = state.arena
-    battle = await _call(arena.start(body.prompt, mode=body.mode, voter_hash=voter, models=body.models))
+    battle = await arena.start(body.prompt, mode=body.mode, voter_hash=voter, models=body.models)
     out: dict[str, Any] = {"id": battle.id}
     if body.wait:
         await arena.wait(battle)
@@ -95,7 +88,7 @@ async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[s
 async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     body = validated(MessageBody, await _json_body(request))
     arena: Arena = state.arena
-    battle = await _call(arena.add_turn(battle_id, body.prompt))
+    battle = await arena.add_turn(battle_id, body.prompt)
     out: dict[str, Any] = {"id": battle.id, "turn": len(battle.history) + 1}
     if body.wait:
         await arena.wait(battle)
@@ -108,13 +101,13 @@ async def vote(battle_id: FromPath[str], request: Request[Any, Any, Any], state:
     body = validated(VoteBody, await _json_body(request))
     ip, voter = visitor(request, state)
     limit(state, "vote", ip)
-    model_a, model_b = await _call(state.arena.vote(battle_id, body.winner, voter))
+    model_a, model_b = await state.arena.vote(battle_id, body.winner, voter)
     return {"model_a": model_a, "model_b": model_b}
 
 
 @get("/battles/{battle_id:str}")
 async def battle_state(battle_id: FromPath[str], state: State) -> dict[str, Any]:
-    battle: LiveBattle = await _call(state.arena.get(battle_id))
+    battle: LiveBattle = await state.arena.get(battle_id)
     reveal = battle.voted or battle.mode != "anony"
     return {
         "id": battle.id,
@@ -150,7 +143,7 @@ def last_event_id(request: Request[Any, Any, Any]) -> int | None:
 @get("/battles/{battle_id:str}/events")
 async def battle_events(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Stream:
     arena: Arena = state.arena
-    await _call(arena.get(battle_id))
+    await arena.get(battle_id)
     resume = last_event_id(request)
 
     async def body() -> AsyncIterator[bytes]:

@@ -8,7 +8,6 @@ from typing import Any
 from litestar import Request
 from litestar.datastructures import State
 
-from app.arena.service import ArenaError
 from app.arena.visitors import client_ip, voter_hash
 from app.errors import APIError
 
@@ -33,7 +32,3 @@ def limit(state: State, kind: str, ip: str) -> None:
             "rate_limited",
             {"Retry-After": str(seconds)},
         )
-
-
-def as_api_error(exc: ArenaError) -> APIError:
-    return APIError(exc.status, exc.message, "invalid_request_error" if exc.status < 500 else "server_error")

@@ -17,7 +17,6 @@ from litestar.response import Stream, Template
 
 from app.arena.live import Event, LiveBattle
 from app.arena.service import Arena, ArenaError
-from app.errors import APIError
 from app.render import stream_text
 from app.routes.arena_api import SSE_HEADERS, last_event_id
 from app.routes.common import limit, visitor
@@ -67,29 +66,6 @@ def _arena_block(request: Request[Any, Any, Any], state: State, battle: LiveBatt
     return block(request, template, "arena", battle=battle, view=_view(state, battle, battle.mode))
 
 
-def flash(message: str, status: int, headers: dict[str, str] | None = None) -> Response[str]:
-    """An error shown above the screen (htmx retargets it to #flash)."""
-    html = environment().from_string('<div class="flash error">{{ m }}</div>').render(m=message)
-    return Response(
-        html,
-        status_code=status,
-        media_type="text/html",
-        headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", **(headers or {})},
-    )
-
-
-async def _act(coro: Any) -> Any:
-    try:
-        return await coro
-    except ArenaError as exc:
-        raise _Flash(flash(exc.message, exc.status)) from None
-
-
-class _Flash(Exception):
-    def __init__(self, response: Response[str]) -> None:
-        self.response = response
-
-
 @get("/")
 async def battle_page(request: Request[Any, Any, Any], state: State) -> Template:
     return _screen(request, state, "anony", None)
@@ -106,77 +82,48 @@ async def chat_page(request: Request[Any, Any, Any], state: State) -> Template:
 
 
 @get("/battle/{battle_id:str}")
-async def show_battle(
-    battle_id: FromPath[str], request: Request[Any, Any, Any], state: State
-) -> Template | Response[str]:
-    try:
-        battle = await _act(state.arena.get(battle_id))
-    except _Flash as f:
-        return f.response
+async def show_battle(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Template:
+    battle = await state.arena.get(battle_id)
     return _screen(request, state, battle.mode, battle)
 
 
 @post("/battle", status_code=200)
 async def start_battle(request: Request[Any, Any, Any], state: State) -> Response[str]:
     form = await request.form()
-    mode = str(form.get("mode") or "anony")
     ip, voter = visitor(request, state)
-    try:
-        limit(state, "battle", ip)
-        models = [str(m) for m in form.getall("models")] if "models" in form else None
-        prompt = str(form.get("prompt") or "")
-        battle = await _act(state.arena.start(prompt, mode=mode, voter_hash=voter, models=models))
-    except _Flash as f:
-        return f.response
-    except APIError as exc:
-        return flash(exc.message, exc.status, exc.headers)
-    return _arena_block(request, state, battle)
-
-
-async def _mutate(request: Request[Any, Any, Any], state: State, action: Any) -> Response[str]:
-    try:
-        battle = await _act(action)
-    except _Flash as f:
-        return f.response
-    except APIError as exc:
-        return flash(exc.message, exc.status, exc.headers)
+    limit(state, "battle", ip)
+    models = [str(m) for m in form.getall("models")] if "models" in form else None
+    mode, prompt = str(form.get("mode") or "anony"), str(form.get("prompt") or "")
+    battle = await state.arena.start(prompt, mode=mode, voter_hash=voter, models=models)
     return _arena_block(request, state, battle)
 
 
 @post("/battle/{battle_id:str}/turn", status_code=200)
 async def next_turn(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
     form = await request.form()
-    return await _mutate(request, state, state.arena.add_turn(battle_id, str(form.get("prompt") or "")))
+    battle = await state.arena.add_turn(battle_id, str(form.get("prompt") or ""))
+    return _arena_block(request, state, battle)
 
 
 @post("/battle/{battle_id:str}/stop", status_code=200)
 async def stop(battle_id: FromPath[str], state: State) -> Response[str]:
     """Stops both sides; the answers so far arrive as their final SSE events."""
-    try:
-        await _act(state.arena.stop(battle_id))
-    except _Flash as f:
-        return f.response
+    await state.arena.stop(battle_id)
     return Response("", status_code=200, media_type="text/html")
 
 
 @post("/battle/{battle_id:str}/regenerate", status_code=200)
 async def regenerate(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
-    return await _mutate(request, state, state.arena.regenerate(battle_id))
+    return _arena_block(request, state, await state.arena.regenerate(battle_id))
 
 
 @post("/battle/{battle_id:str}/vote", status_code=200)
 async def vote(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
     form = await request.form()
-    arena: Arena = state.arena
     ip, voter = visitor(request, state)
-    try:
-        limit(state, "vote", ip)
-        await _act(arena.vote(battle_id, str(form.get("winner") or ""), voter))
-    except _Flash as f:
-        return f.response
-    except APIError as exc:
-        return flash(exc.message, exc.status, exc.headers)
-    return await _mutate(request, state, arena.get(battle_id))
+    limit(state, "vote", ip)
+    await state.arena.vote(battle_id, str(form.get("winner") or ""), voter)
+    return _arena_block(request, state, await state.arena.get(battle_id))
 
 
 @post("/battle/{battle_id:str}/feedback", status_code=200)
@@ -184,14 +131,9 @@ async def feedback(battle_id: FromPath[str], request: Request[Any, Any, Any], st
     form = await request.form()
     kind = str(form.get("kind") or "")
     raw_id = str(form.get("message_id") or "")
-    try:
-        if not raw_id.isdigit():
-            raise ArenaError(400, "message_id must be a number")
-        await _act(state.arena.feedback(battle_id, int(raw_id), kind))
-    except ArenaError as exc:
-        return flash(exc.message, exc.status)
-    except _Flash as f:
-        return f.response
+    if not raw_id.isdigit():
+        raise ArenaError(400, "message_id must be a number")
+    await state.arena.feedback(battle_id, int(raw_id), kind)
     thanks = {"up": "Thanks: marked good.", "down": "Thanks: marked bad.", "flag": "Flagged for review."}[kind]
     return Response(f'<span class="thanks">{thanks}</span>', media_type="text/html")
 
@@ -206,12 +148,9 @@ def _sse(name: str, html: str, event_id: int | None) -> bytes:
 
 
 @get("/battle/{battle_id:str}/events")
-async def events(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Stream | Response[str]:
+async def events(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Stream:
     arena: Arena = state.arena
-    try:
-        battle = await _act(arena.get(battle_id))
-    except _Flash as f:
-        return f.response
+    battle = await arena.get(battle_id)
     parts = environment().get_template("_battle_parts.html").module
     resume = last_event_id(request)
 
