@@ -151,9 +151,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's headless Chromium through Playwright (one per test session)."""
+    """Debian's headless Chromium through Playwright, one per test module.
+
+    Not per session: Playwright's sync API keeps an event loop running in this thread while it
+    is open, and the async tests that follow need the thread free.
+    """
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail("Chromium is missing: `make test` installs it (make chromium)")
