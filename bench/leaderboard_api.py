@@ -14,10 +14,8 @@ Prints p50/p99 of each and the ratios to the anchor. Target: fresh p50 <= 50 ms.
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.store import migrations  # noqa: E402
 from app.store.migrations import STYLE_COLUMNS  # noqa: E402
-from tests.conftest import free_port, scripted_models_toml  # noqa: E402
+from tests.helpers.server import ArenaServer, scripted_models_toml  # noqa: E402
 
 
 def build_db(path: Path, n_votes: int, n_models: int, seed: int) -> None:
@@ -101,39 +99,9 @@ def main() -> None:
     print(f"{args.votes:,} votes over {args.models} models stored in {time.perf_counter() - t0:.1f} s")
     models = tmp / "models.toml"
     models.write_text(scripted_models_toml({"alpha": ["A."], "beta": ["B."]}))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            str(db),
-            "--models",
-            str(models),
-            "--vote-rate",
-            "1000000/1",
-            "--battle-rate",
-            "1000000/1",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = ArenaServer(tmp, "--models", str(models), "--vote-rate", "1000000/1", "--battle-rate", "1000000/1")
     try:
-        with httpx.Client(base_url=base, timeout=60) as client:
-            for _ in range(300):
-                try:
-                    if client.get("/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+        with httpx.Client(base_url=server.base, timeout=60) as client:
             battles = [
                 client.post("/api/v1/battles", json={"prompt": "hi", "wait": True}).json()["id"]
                 for _ in range(args.requests)
@@ -152,8 +120,7 @@ def main() -> None:
                 client.get("/health")
                 floor.append(time.perf_counter() - t)
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
     print(f"last board: {len(board['models'])} models, {board['total_votes']:,} votes counted\n")
     print(f"{'request':<44}{'p50 ms':>10}{'p99 ms':>10}{'x anchor':>10}")
     anchor = statistics.median(floor)

@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.helpers.server import free_port  # noqa: E402
+
 MODELS = """
 [[models]]
 id = "alpha"
@@ -46,12 +48,6 @@ engine = "scripted"
 id = "beta"
 engine = "scripted"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- the server under test: the arena with timestamping engines -----------------------------------

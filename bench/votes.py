@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.helpers.server import ArenaServer, free_port  # noqa: E402
+
 MODELS = """
 [[models]]
 id = "alpha"
@@ -49,28 +51,6 @@ engine = "scripted"
 script = ["Beta answers plainly."]
 """
 WINNERS = ["model_a", "model_b", "tie", "tie (bothbad)"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited:\n{log.read_text()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"server not ready:\n{log.read_text()}")
 
 
 def prepare_battles(db: Path, count: int) -> list[str]:
@@ -235,18 +215,8 @@ def main() -> None:
     ids = prepare_battles(db, args.battles - args.api_battles)
     print(f"prepared {len(ids)} battles in the store in {time.perf_counter() - t0:.1f} s", flush=True)
 
-    port = free_port()
-    log = tmp / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
-    cmd = [
-        sys.executable,
-        "-m",
-        "app",
-        "serve",
-        "--port",
-        str(port),
-        "--db",
-        str(db),
+    server = ArenaServer(
+        tmp,
         "--models",
         str(models),
         "--vote-rate",
@@ -255,21 +225,17 @@ def main() -> None:
         "1000000/1",
         "--log-level",
         "warning",
-    ]
-    with log.open("w") as out:
-        server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    )
     try:
-        wait_ready(f"http://127.0.0.1:{port}/ready", server, log)
-        ids = api_battles(f"http://127.0.0.1:{port}", args.api_battles) + ids
+        ids = api_battles(server.base, args.api_battles) + ids
         print(
             f"made {args.api_battles} battles through the API; voting for {args.seconds:.0f} s"
             f" with {args.clients} clients...",
             flush=True,
         )
-        ours = asyncio.run(load(port, ids, args.clients, args.seconds))
+        ours = asyncio.run(load(server.port, ids, args.clients, args.seconds))
     finally:
-        server.terminate()
-        server.wait(30)
+        server.stop()
     with sqlite3.connect(db) as conn:
         stored = conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0]
         counted = conn.execute(

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
-import textwrap
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -21,29 +14,10 @@ from litestar.testing import AsyncTestClient
 from app.server import create_app
 from app.settings import Settings
 from tests.helpers.arena import serve
+from tests.helpers.server import ArenaServer, scripted_models_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-def scripted_models_toml(replies: dict[str, list[str]]) -> str:
-    blocks = []
-    for model_id, script in replies.items():
-        quoted = ", ".join(json.dumps(s) for s in script)  # JSON strings are TOML basic strings
-        blocks.append(
-            textwrap.dedent(
-                f"""
-                [[models]]
-                id = "{model_id}"
-                name = "Scripted {model_id}"
-                engine = "scripted"
-                context_length = 64
-                script = [{quoted}]
-                metadata = {{ organization = "Test Org", license = "MIT" }}
-                """
-            )
-        )
-    return "\n".join(blocks)
 
 
 @pytest.fixture
@@ -63,52 +37,6 @@ def make_app(tmp_path: Path):
 async def client(make_app) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(make_app()) as c:
         yield c
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ArenaServer:
-    """`arena serve` as a subprocess on a free loopback port."""
-
-    def __init__(self, tmp: Path, *args: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / f"server-{self.port}.log"
-        cmd = [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--db", str(tmp / "arena.db"), *args]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
-        with self.log.open("w") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()}")
-            try:
-                if httpx.get(self.base + "/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server did not become ready: {self.log.read_text()}")
-
-    def metric(self, name: str, **labels: str) -> float:
-        text = httpx.get(self.base + "/metrics").text
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        for line in text.splitlines():
-            if line.startswith(name + ("{" + want + "}" if want else " ")):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 @pytest.fixture(scope="session")

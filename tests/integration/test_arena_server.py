@@ -8,8 +8,8 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import ArenaServer
 from tests.helpers.arena import Node, parse_html, parse_sse
+from tests.helpers.server import ArenaServer
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ArenaServer, free_port, scripted_models_toml
+from tests.helpers.server import ArenaServer, free_port, scripted_models_toml
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, ArenaServer
+from tests.conftest import ROOT
+from tests.helpers.server import ArenaServer
 from tests.test_leaderboard_app import _battles
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]

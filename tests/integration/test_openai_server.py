@@ -8,7 +8,7 @@ import time
 import openai
 import pytest
 
-from tests.conftest import ArenaServer
+from tests.helpers.server import ArenaServer
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ArenaServer
+from tests.helpers.server import ArenaServer
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,82 @@
+"""A real `arena serve` on a free loopback port, for integration tests and benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scripted_models_toml(replies: dict[str, list[str]]) -> str:
+    blocks = []
+    for model_id, script in replies.items():
+        quoted = ", ".join(json.dumps(s) for s in script)  # JSON strings are TOML basic strings
+        blocks.append(
+            textwrap.dedent(
+                f"""
+                [[models]]
+                id = "{model_id}"
+                name = "Scripted {model_id}"
+                engine = "scripted"
+                context_length = 64
+                script = [{quoted}]
+                metadata = {{ organization = "Test Org", license = "MIT" }}
+                """
+            )
+        )
+    return "\n".join(blocks)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ArenaServer:
+    """`arena serve` as a subprocess on a free loopback port."""
+
+    def __init__(self, tmp: Path, *args: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"server-{self.port}.log"
+        cmd = [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--db", str(tmp / "arena.db"), *args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(self.base + "/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server did not become ready: {self.log.read_text()}")
+
+    def metric(self, name: str, **labels: str) -> float:
+        text = httpx.get(self.base + "/metrics").text
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith(name + ("{" + want + "}" if want else " ")):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
