@@ -7,10 +7,29 @@ HTMX_SSE_VERSION := 2.2.4
 VENDOR := app/static/vendor
 VENDOR_FILES := $(VENDOR)/htmx-$(HTMX_VERSION).min.js $(VENDOR)/htmx-ext-sse-$(HTMX_SSE_VERSION).min.js
 
-.PHONY: serve test install install-dev install-gpu static chromium lint fast bench
+# llama.cpp is compiled with explicit CPU flags, never GGML_NATIVE: the build host is not the run host,
+# and VMs that advertise AMX but trap it die with "Illegal instruction" on a native build.
+# Portable baseline on x86-64: x86-64-v3 (AVX2, FMA, F16C, BMI2), no AVX-512, no AMX.
+# On your own bare-metal machine, `make serve LLAMA_BUILD=native` opts into -march=native.
+LLAMA_VERSION := 0.3.36
+LLAMA_BUILD ?= portable
+ifeq ($(LLAMA_BUILD),native)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=ON
+else ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+else
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+endif
+# pip's wheel cache is keyed on the sdist, not on CMAKE_ARGS: our wheel lives in a folder keyed on both.
+LLAMA_KEY := $(shell printf '%s' '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-16)
+WHEELS ?= $(HOME)/.cache/arena/wheels
+LLAMA_WHEELHOUSE := $(WHEELS)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
+
+.PHONY: serve test install install-dev install-gpu static chromium lint fast bench llama-wheel
 
 serve: install static
-	$(BIN)/arena serve
+	@$(BIN)/arena serve; rc=$$?; if [ $$rc -gt 128 ]; then \
+	  echo "arena: the server was killed by signal $$((rc - 128)) ($$(kill -l $$((rc - 128)))). An ILL means the llama.cpp build does not run on this CPU: run $(BIN)/arena doctor" >&2; fi; exit $$rc
 
 test: install-dev static chromium lint
 	$(BIN)/python -m pytest -q
@@ -27,14 +46,31 @@ $(VENV)/bin/python:
 
 # Idempotent: pip reuses its cached llama-cpp-python wheel; nothing forces a rebuild.
 install: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.installed: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 	$(BIN)/pip install -q -e .
 	touch $@
 
 install-dev: $(VENV)/.installed-dev
-$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 	$(BIN)/pip install -q -e '.[dev,hf]'
 	touch $(VENV)/.installed $@
+
+# Build the wheel once per (version, flags) into its own folder, without pip's cache (which would hand
+# back a wheel built with other flags); install it before the project so pip never builds its own.
+llama-wheel: $(LLAMA_WHEELHOUSE)/CMAKE_ARGS
+$(LLAMA_WHEELHOUSE)/CMAKE_ARGS: | $(VENV)/bin/python
+	rm -rf $(LLAMA_WHEELHOUSE).tmp && mkdir -p $(LLAMA_WHEELHOUSE).tmp
+	start=$$(date +%s) && \
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel -q --no-cache-dir --no-deps \
+		--no-binary llama-cpp-python -w $(LLAMA_WHEELHOUSE).tmp llama-cpp-python==$(LLAMA_VERSION) && \
+	echo "$$(( $$(date +%s) - start )) s on $$(nproc) cores" > $(LLAMA_WHEELHOUSE).tmp/BUILD_TIME
+	echo "$(LLAMA_CMAKE_ARGS)" > $(LLAMA_WHEELHOUSE).tmp/CMAKE_ARGS
+	rm -rf $(LLAMA_WHEELHOUSE) && mv $(LLAMA_WHEELHOUSE).tmp $(LLAMA_WHEELHOUSE)
+
+$(VENV)/.llama-$(LLAMA_KEY): $(LLAMA_WHEELHOUSE)/CMAKE_ARGS
+	$(BIN)/pip install -q --no-deps --force-reinstall $(LLAMA_WHEELHOUSE)/llama_cpp_python-*.whl
+	cp $(LLAMA_WHEELHOUSE)/CMAKE_ARGS $(VENV)/llama-cmake-args
+	rm -f $(VENV)/.llama-* && touch $@
 
 # htmx and its SSE extension from the npm registry, pinned, version in the file name, git-ignored.
 static: $(VENDOR_FILES)
@@ -48,6 +84,10 @@ $(VENDOR)/htmx-ext-sse-$(HTMX_SSE_VERSION).min.js:
 	npm pack --silent --pack-destination $$tmp htmx-ext-sse@$(HTMX_SSE_VERSION) >/dev/null && \
 	tar -xzf $$tmp/htmx-ext-sse-$(HTMX_SSE_VERSION).tgz -C $$tmp package/dist/sse.min.js && \
 	cp $$tmp/package/dist/sse.min.js $@ && rm -rf $$tmp
+
+# `make print-LLAMA_CMAKE_ARGS`: a variable's value, for the tests and the Dockerfile check.
+print-%:
+	@echo '$($*)'
 
 # Debian's Chromium for the browser tests (root, as in CI).
 chromium:

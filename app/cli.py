@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app import cli_data, cli_models
+from app import cli_data, cli_doctor, cli_models
 from app.cli_common import CommandError, add_setting_flags, settings_from
 from app.settings import Settings, SettingsError
 
@@ -17,10 +17,13 @@ SERVE_FLAGS = list(Settings.model_fields)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import faulthandler
+
     import uvicorn
 
     from app.server import create_app
 
+    faulthandler.enable()  # a crash in native code (llama.cpp) still prints where and why
     settings = settings_from(args, SERVE_FLAGS)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
@@ -41,6 +44,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], list[str], str]] 
     "leaderboard": (cli_data.cmd_leaderboard, cli_data.DB_FLAGS, "Print the leaderboard."),
     "battles": (cli_data.cmd_battles, cli_data.DB_FLAGS, "Import or export battles (FastChat format)."),
     "scores": (cli_data.cmd_scores, cli_data.DB_FLAGS, "Import benchmark scores from a CSV file."),
+    "doctor": (cli_doctor.run, cli_doctor.FLAGS, "Check the llama.cpp engine build on this CPU and the models."),
 }
 
 EXTRA_ARGUMENTS = {

@@ -102,7 +102,7 @@ def _offline(settings: Settings, action: str, model_id: str, body: dict[str, Any
     from pathlib import Path
 
     migrations.apply(str(settings.db))
-    known = {s.id: s for s in _merged_specs(settings)}
+    known = {s.id: s for s in merged_specs(settings)}
     if action == "add":
         spec = ModelSpec.model_validate(body)
         if model_id in known:
@@ -142,7 +142,7 @@ def _stored(settings: Settings) -> list[sqlite3.Row]:
             return []
 
 
-def _merged_specs(settings: Settings) -> list[ModelSpec]:
+def merged_specs(settings: Settings) -> list[ModelSpec]:
     specs = {s.id: s for s in load_models(settings.models)}
     for row in _stored(settings):
         if row["removed"]:
@@ -159,7 +159,7 @@ def _list(settings: Settings) -> int:
         live = httpx.get(server + "/ready", timeout=2.0).json()["models"]
     states = {row["id"]: row["state"] for row in _stored(settings)}
     rows = [("ID", "NAME", "ENGINE", "STATE", "LOADED")]
-    for spec in _merged_specs(settings):
+    for spec in merged_specs(settings):
         info = live.get(spec.id)
         if info:
             rows.append((spec.id, spec.display_name, info["engine"], info["state"], "yes" if info["loaded"] else "no"))

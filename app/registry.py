@@ -22,6 +22,7 @@ from app.engines.base import Engine, EngineError
 from app.engines.factory import (
     MB,
     EngineFactory,
+    GgufCheck,
     WeightsError,
     check_weights,
     estimate_memory,
@@ -124,8 +125,9 @@ class Registry:
         model_dirs: list[Path] | None = None,
         memory_budget: int = 0,
         keep_alive: float = 0.0,
+        check_gguf: GgufCheck | None = None,
     ) -> None:
-        self.factory = EngineFactory(budget, parallel=parallel, max_queue=max_queue)
+        self.factory = EngineFactory(budget, parallel=parallel, max_queue=max_queue, check_gguf=check_gguf)
         self.parallel = parallel
         self.model_dirs = model_dirs or []
         self.memory_budget = memory_budget

@@ -27,6 +27,7 @@ from app.arena.service import Arena, ArenaError, Limits
 from app.arena.visitors import RateLimiter, parse_rate
 from app.engines.factory import MB, memory_total
 from app.engines.llamacpp import CpuBudget
+from app.engines.llamacpp_check import check_gguf
 from app.errors import APIError, from_status
 from app.leaderboard import Service as LeaderboardService
 from app.metrics import Metrics
@@ -128,6 +129,7 @@ def create_app(settings: Settings) -> Litestar:
         model_dirs=[Path(d) for d in settings.model_dir],
         memory_budget=settings.memory_budget_mb * MB or int(memory_total() * 0.85),
         keep_alive=settings.keep_alive,
+        check_gguf=check_gguf if settings.check_engines else None,
     )
     metrics = Metrics()
     store = Store(settings.db)

@@ -48,6 +48,9 @@ class Settings(BaseModel):
     )
     memory_budget_mb: int = Field(0, ge=0, description="RAM for loaded models in MB; 0 means 85% of physical memory.")
     keep_alive: float = Field(0.0, ge=0, description="Seconds an idle model stays loaded; 0 keeps models loaded.")
+    check_engines: bool = Field(
+        True, description="Before serving a GGUF model, generate one token in a child process; a crash marks it down."
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
 

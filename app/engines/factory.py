@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from app.engines.base import Engine, EngineError
 from app.engines.llamacpp import CpuBudget, LlamaCppEngine, LlamaWeights
+from app.engines.llamacpp_check import CheckResult
 from app.engines.scripted import ScriptedEngine
 from app.modelspec import BUNDLED_PREFIX, ModelSpec
 
@@ -106,11 +108,18 @@ def gpu_shortfall(spec: ModelSpec) -> str | None:
     )
 
 
+GgufCheck = Callable[[str], Awaitable[CheckResult]]
+
+
 class EngineFactory:
-    def __init__(self, budget: CpuBudget, *, parallel: int, max_queue: int) -> None:
+    def __init__(
+        self, budget: CpuBudget, *, parallel: int, max_queue: int, check_gguf: GgufCheck | None = None
+    ) -> None:
         self.budget = budget
         self.parallel = parallel
         self.max_queue = max_queue
+        self.check_gguf = check_gguf
+        self.checks: dict[str, CheckResult] = {}  # GGUF path -> its passed start-up check
         self._weights: dict[str, LlamaWeights] = {}
 
     async def build(self, spec: ModelSpec, path: str, n_ctx: int) -> Engine:
@@ -153,6 +162,7 @@ class EngineFactory:
     async def _llamacpp(self, spec: ModelSpec, path: str, n_ctx: int) -> Engine:
         weights = self._weights.get(path)
         if weights is None:
+            await self._check(path)
             weights = LlamaWeights(path, n_ctx=n_ctx)
             await asyncio.to_thread(weights.load)
             self._weights[path] = weights
@@ -165,6 +175,15 @@ class EngineFactory:
         )
         engine.max_context = min(spec.context_length, weights.n_ctx)
         return engine
+
+    async def _check(self, path: str) -> None:
+        """Generate one token from ``path`` in a child process before this process touches it."""
+        if self.check_gguf is None or path in self.checks:
+            return
+        result = await self.check_gguf(path)
+        if not result.ok:
+            raise EngineError(result.message)
+        self.checks[path] = result
 
     def shares_weights(self, path: str) -> bool:
         return path in self._weights
