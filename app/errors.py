@@ -1,9 +1,12 @@
-"""Errors that reach clients: one exception type, rendered OpenAI-shaped on /v1 and as JSON
-``{"error": {...}}`` on the other JSON APIs. Pages render their own messages."""
+"""Domain errors: what the core raises when it refuses a request or cannot serve it now.
+
+Each carries a message for people and, where it helps a client, the request field at fault
+(``param``) and a machine-readable ``code``. None knows an HTTP status: the routes turn them
+into HTTP in one place (:mod:`app.routes.errors`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -11,72 +14,72 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
-@dataclass
-class APIError(Exception):
-    status: int
-    message: str
-    type: str = "invalid_request_error"
-    param: str | None = None
-    code: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+class DomainError(Exception):
+    """A request the core refused or could not serve."""
 
-    def body(self) -> dict[str, dict[str, str | None]]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.message
 
 
-def invalid(message: str, param: str | None = None, code: str | None = None) -> APIError:
-    return APIError(400, message, "invalid_request_error", param, code)
+class Invalid(DomainError):
+    """The request itself is wrong: a bad field, a rule it breaks."""
 
 
-def model_not_found(model: str) -> APIError:
-    return APIError(404, f"The model `{model}` does not exist.", "invalid_request_error", "model", "model_not_found")
+class NotFound(DomainError):
+    """No such battle, model or answer."""
 
 
-def unauthorized() -> APIError:
-    return APIError(
-        401,
-        "Incorrect API key provided. Pass it as 'Authorization: Bearer <key>'.",
-        "invalid_request_error",
-        None,
-        "invalid_api_key",
-    )
+class Conflict(DomainError):
+    """The request does not fit the current state (a second vote, a busy battle)."""
 
 
-def overloaded(retry_after: int, message: str) -> APIError:
-    return APIError(503, message, "server_error", None, "overloaded", {"Retry-After": str(retry_after)})
+class Busy(DomainError):
+    """Too much at once; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int = 1, param: str | None = None, code: str | None = None):
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
 
 
-STATUS_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    403: "invalid_request_error",
-    404: "invalid_request_error",
-    405: "invalid_request_error",
-    409: "invalid_request_error",
-    413: "invalid_request_error",
-    415: "invalid_request_error",
-    429: "rate_limit_exceeded",
-}
+class RateLimited(Busy):
+    """This client sent too many requests; retry after ``retry_after`` seconds."""
+
+
+class Unavailable(DomainError):
+    """Cannot serve it right now (a model is down, too few models); maybe later."""
+
+    def __init__(
+        self, message: str, *, retry_after: int | None = None, param: str | None = None, code: str | None = None
+    ):
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
+
+
+class NoRoom(Unavailable):
+    """Not enough memory (or GPU) to load a model."""
+
+
+class Failed(DomainError):
+    """The work was tried and broke (an engine fault); the server's side, not the client's."""
 
 
 def validated(model: type[M], body: bytes) -> M:
-    """Parse a JSON body into ``model``, or raise a 400 that names the offending field."""
+    """Parse a JSON body into ``model``, or raise :class:`Invalid` naming the offending field."""
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         if error["type"] == "json_invalid":
-            raise invalid(f"We could not parse the JSON body of your request: {error['msg']}.") from None
+            raise Invalid(f"We could not parse the JSON body of your request: {error['msg']}.") from None
         param = _param(tuple(error["loc"]))
         message = f"Invalid value for '{param}': {error['msg']}." if param else f"{error['msg']}."
-        raise invalid(message, param) from None
+        raise Invalid(message, param=param) from None
 
 
 def _param(loc: tuple[int | str, ...]) -> str | None:
@@ -95,7 +98,3 @@ def _param(loc: tuple[int | str, ...]) -> str | None:
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
-
-
-def from_status(status: int, message: str) -> APIError:
-    return APIError(status, message, STATUS_TYPES.get(status, "server_error"))

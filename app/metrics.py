@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Mapping
 
-from app.registry import Registry
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
@@ -34,9 +34,9 @@ class Metrics:
         self.tokens.labels(model, "prompt").inc(prompt)
         self.tokens.labels(model, "completion").inc(completion)
 
-    def render(self, models: Registry) -> bytes:
-        for entry in models.all():
-            stats = entry.engine.stats() if entry.engine is not None else {}
-            self.queue_depth.labels(entry.id).set(stats.get("queue_depth", 0))
-            self.running.labels(entry.id).set(stats.get("running", 0))
+    def render(self, engine_stats: Mapping[str, Mapping[str, float | int]]) -> bytes:
+        """The exposition text, with the queue gauges set from each model's engine stats."""
+        for model_id, stats in engine_stats.items():
+            self.queue_depth.labels(model_id).set(stats.get("queue_depth", 0))
+            self.running.labels(model_id).set(stats.get("running", 0))
         return generate_latest(self.registry)

@@ -8,83 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response
+from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from app import views
-from app.arena.service import Arena, ArenaError, Limits
+from app.arena.leaderboard import Service as LeaderboardService
+from app.arena.service import Arena, Limits
 from app.arena.visitors import RateLimiter, parse_rate
-from app.engines.factory import MB, memory_total
 from app.engines.llamacpp import CpuBudget
 from app.engines.llamacpp_check import check_gguf
-from app.errors import APIError, from_status
-from app.leaderboard import Service as LeaderboardService
 from app.metrics import Metrics
-from app.modelspec import load_models
-from app.registry import Registry, RegistryError, UnknownModel
-from app.routes import admin, arena_api, health, leaderboard, openai, pages
+from app.registry.core import Registry
+from app.registry.factory import MB, memory_total
+from app.registry.spec import load_models
+from app.routes import admin, arena_api, errors, health, leaderboard, openai, pages
 from app.settings import Settings
 from app.store import migrations
 from app.store.db import Store
-
-log = logging.getLogger("app")
-
-
-def _is_json_api(request: Request[Any, Any, Any]) -> bool:
-    path = request.url.path
-    return path.startswith("/v1") or path.startswith("/api/")
-
-
-def _error_response(request: Request[Any, Any, Any], error: APIError) -> Response[Any]:
-    if _is_json_api(request):
-        return Response(error.body(), status_code=error.status, headers=error.headers)
-    if request.headers.get("hx-request") == "true":
-        return views.flash(error.message, error.status, error.headers)
-    return Response(error.message, status_code=error.status, headers=error.headers, media_type=MediaType.TEXT)
-
-
-def _on_api_error(request: Request[Any, Any, Any], exc: APIError) -> Response[Any]:
-    return _error_response(request, exc)
-
-
-def _on_arena_error(request: Request[Any, Any, Any], exc: ArenaError) -> Response[Any]:
-    kind = "invalid_request_error" if exc.status < 500 else "server_error"
-    return _error_response(request, APIError(exc.status, exc.message, kind))
-
-
-def _on_registry_error(request: Request[Any, Any, Any], exc: RegistryError | UnknownModel) -> Response[Any]:
-    if isinstance(exc, UnknownModel):
-        return _error_response(request, APIError(404, f"The model `{exc.args[0]}` does not exist.", param="id"))
-    return _error_response(request, APIError(exc.status, exc.message))
-
-
-def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    message = exc.detail or "Request failed."
-    if exc.status_code == 404:
-        message = f"No route for {request.method} {request.url.path}."
-    elif exc.status_code == 413:
-        message = "The request body is larger than the configured limit."
-    elif isinstance(exc, ValidationException):
-        message = f"Invalid request: {exc.detail}"
-    error = from_status(exc.status_code, message)
-    error.headers = dict(exc.headers or {})
-    return _error_response(request, error)
-
-
-def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _error_response(request, APIError(500, "The server had an error.", "server_error"))
+from app.web import views
 
 
 async def reaper(registry: Registry) -> None:
@@ -184,14 +133,7 @@ def create_app(settings: Settings) -> Litestar:
         state=state,
         lifespan=[lifespan],
         before_send=[_count_requests(metrics)],
-        exception_handlers={
-            APIError: _on_api_error,
-            ArenaError: _on_arena_error,
-            RegistryError: _on_registry_error,
-            UnknownModel: _on_registry_error,
-            HTTPException: _on_http_error,
-            Exception: _on_unexpected,
-        },
+        exception_handlers=errors.HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,
         logging_config=None,

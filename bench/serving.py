@@ -135,7 +135,7 @@ def main() -> None:
 
     import llama_cpp
 
-    from app.modelspec import load_models
+    from app.registry.spec import load_models
 
     path = load_models(None)[0].resolved_weights()
     cores = len(os.sched_getaffinity(0))

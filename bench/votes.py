@@ -55,6 +55,7 @@ WINNERS = ["model_a", "model_b", "tie", "tie (bothbad)"]
 
 def prepare_battles(db: Path, count: int) -> list[str]:
     """Complete battles written with the store's write functions, as the arena would."""
+    from app.rating.style import style_features
     from app.store import battles as q
     from app.store import migrations
 
@@ -72,7 +73,9 @@ def prepare_battles(db: Path, count: int) -> list[str]:
         q.create_battle(q.NewBattle(battle_id, "anony", a, b, 1.0, "bench-voter", "Hello?"))(conn)
         q.add_prompt(battle_id, 1, "Hello?")(conn)
         for side, text in answers.items():
-            q.add_answer(q.Answer(battle_id, side, 1, text, 3, len(text.split()), 0.01, 0.05, "stop"))(conn)
+            tokens = len(text.split())
+            style = style_features(text, tokens).as_tuple()
+            q.add_answer(q.Answer(battle_id, side, 1, text, 3, tokens, 0.01, 0.05, "stop", style=style))(conn)
     conn.execute("COMMIT")
     conn.close()
     return ids

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from app.errors import Conflict
 from app.store import battles as q
 from app.store import migrations
 from tests.helpers.arena import Client, csrf, db_rows, finish, parse_html, serve, start_page_battle
@@ -81,12 +82,11 @@ async def test_store_refuses_a_vote_on_missing_answers(tmp_path) -> None:
     conn.row_factory = sqlite3.Row
     q.create_battle(q.NewBattle("b1", "anony", "x", "y", 1.0, "v", "hi"))(conn)
     q.add_prompt("b1", 1, "hi")(conn)
-    q.add_answer(q.Answer("b1", "a", 1, "A", 1, 1, 0.1, 0.2, "stop"))(conn)
-    with pytest.raises(q.VoteRejected) as caught:
-        q.record_vote("b1", "tie", "v")(conn)
-    assert caught.value.status == 409
-    q.add_answer(q.Answer("b1", "b", 1, "B", 1, 1, 0.1, 0.2, "stop"))(conn)
-    assert q.record_vote("b1", "tie", "v")(conn) == ("x", "y")
+    q.add_answer(q.Answer("b1", "a", 1, "A", 1, 1, 0.1, 0.2, "stop", style=(1, 0, 0, 0)))(conn)
+    with pytest.raises(Conflict, match="Both answers must be complete"):
+        q.record_vote("b1", "tie", "v", ["overall"], 1)(conn)
+    q.add_answer(q.Answer("b1", "b", 1, "B", 1, 1, 0.1, 0.2, "stop", style=(1, 0, 0, 0)))(conn)
+    assert q.record_vote("b1", "tie", "v", ["overall"], 1)(conn) == ("x", "y")
 
 
 async def test_unknown_battle_is_404(arena) -> None:
@@ -198,15 +198,15 @@ async def test_vote_write_is_atomic_on_a_plain_connection(tmp_path) -> None:
     for write in (
         q.create_battle(q.NewBattle("b1", "anony", "x", "y", 0.5, "v", "hi")),
         q.add_prompt("b1", 1, "hi"),
-        q.add_answer(q.Answer("b1", "a", 1, "A", 1, 1, 0.1, 0.2, "stop")),
-        q.add_answer(q.Answer("b1", "b", 1, "B", 1, 1, 0.1, 0.2, "stop")),
+        q.add_answer(q.Answer("b1", "a", 1, "A", 1, 1, 0.1, 0.2, "stop", style=(1, 0, 0, 0))),
+        q.add_answer(q.Answer("b1", "b", 1, "B", 1, 1, 0.1, 0.2, "stop", style=(1, 0, 0, 0))),
     ):
         write(conn)
     conn.execute("CREATE TRIGGER no_counts BEFORE UPDATE ON pair_counts BEGIN SELECT RAISE(ABORT, 'no'); END")
     conn.execute("INSERT INTO pair_counts (mode, category, model_a, model_b) VALUES ('anony', 'overall', 'x', 'y')")
     conn.execute("SAVEPOINT w")  # as the store's writer runs each write
     with pytest.raises(sqlite3.IntegrityError):
-        q.record_vote("b1", "model_a", "v")(conn)
+        q.record_vote("b1", "model_a", "v", ["overall", "no_ties"], 1)(conn)
     conn.execute("ROLLBACK TO w")
     conn.execute("RELEASE w")
     assert conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 0

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from app.cli import COMMANDS, build_parser
-from app.docs import BEGIN, END, settings_table
+from app.cli.docs import BEGIN, END, settings_table
 from app.server import create_app
 from app.settings import Settings
 

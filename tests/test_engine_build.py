@@ -13,8 +13,8 @@ import pytest
 
 from app.engines.llamacpp import CpuBudget
 from app.engines.llamacpp_check import check_gguf
-from app.modelspec import ModelSpec
-from app.registry import Registry
+from app.registry.core import Registry
+from app.registry.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 AMX = re.compile(r"\s(tile\w*|ldtilecfg|sttilecfg|tdp\w+)\s")

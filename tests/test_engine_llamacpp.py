@@ -8,7 +8,7 @@ import pytest
 
 from app.engines.base import ChatMessage, ContextLengthExceeded, EngineOverloaded, GenerationRequest
 from app.engines.llamacpp import CpuBudget, LlamaCppEngine, LlamaWeights
-from app.modelspec import load_models
+from app.registry.spec import load_models
 
 PROMPT = [ChatMessage("user", "Write a long story about a dragon who learns to bake bread.")]
 

@@ -223,7 +223,7 @@ async def test_page_renders_table_tabs_and_plots(make_app, battles_file: Path) -
 
 
 def test_vote_level_options_change_the_counts() -> None:
-    from app.leaderboard import Options, VoteRows, apply_options
+    from app.rating.options import Options, VoteRows, apply_options
 
     rows = VoteRows(
         model_a=["x", "x", "x", "y", "x", "x"],

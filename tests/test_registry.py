@@ -10,8 +10,10 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.engines.llamacpp import CpuBudget
-from app.modelspec import ModelSpec
-from app.registry import Registry, RegistryError
+from app.errors import NoRoom
+from app.registry.core import Registry
+from app.registry.spec import ModelSpec
+from app.routes.errors import status_of
 
 TOKEN = {"Authorization": "Bearer admin-secret"}
 
@@ -136,9 +138,9 @@ async def test_memory_budget_refuses_a_load(tmp_path: Path) -> None:
     fake = folder / "big.gguf"
     fake.write_bytes(b"GGUF" + bytes(4 * 1024 * 1024))
     registry = Registry(budget=CpuBudget(1), model_dirs=[folder], memory_budget=64 * 1024 * 1024)
-    with pytest.raises(RegistryError, match="not enough memory to load big") as info:
+    with pytest.raises(NoRoom, match="not enough memory to load big") as info:
         await registry.add(ModelSpec(id="big", engine="llama.cpp", weights=str(fake)))
-    assert info.value.status == 507
+    assert status_of(info.value) == 507
     assert registry.all() == []
 
 
@@ -155,7 +157,7 @@ async def test_keep_alive_unloads_idle_models_and_reloads_on_demand(make_app) ->
 
 
 async def test_auto_engine_resolution(tmp_path: Path) -> None:
-    from app.engines.factory import resolve_kind
+    from app.registry.factory import resolve_kind
 
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF....")
@@ -216,7 +218,7 @@ def test_cli_models_offline(tmp_path: Path, capsys) -> None:
 
 def test_gpu_budget_refuses_a_vllm_model_that_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     torch = pytest.importorskip("torch")
-    from app.engines import factory
+    from app.registry import factory
 
     monkeypatch.setattr(factory, "resolve_kind", lambda spec: "vllm")
     monkeypatch.setattr(factory, "cuda_available", lambda: True)

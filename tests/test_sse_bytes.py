@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from app.engines.base import Delta, EngineError
-from app.openai_stream import DONE, Completion, stream_events
+from app.openai.stream import DONE, Completion, stream_events
 
 
 async def _collect(completion: Completion, deltas: list[Delta | Exception]) -> list[bytes]:

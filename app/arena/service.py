@@ -14,26 +14,21 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from app import serving
 from app.arena.live import Event, LiveBattle, Side, Turn
 from app.arena.pairs import NotEnoughModels, draw_pair
 from app.engines.base import ChatMessage, EngineError, GenerationRequest
-from app.errors import APIError
+from app.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
 from app.metrics import Metrics
-from app.registry import Registry
+from app.rating.categories import battle_categories
+from app.rating.style import style_features
+from app.registry import generate
+from app.registry.core import Registry
 from app.store import battles as q
 from app.store.db import Store
 
 log = logging.getLogger(__name__)
 
 MAX_LIVE = 5000  # battles kept in memory; older ones are reloaded from the store on demand
-
-
-class ArenaError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -69,18 +64,18 @@ class Arena:
     def _check_prompt(self, prompt: str) -> str:
         prompt = prompt.strip()
         if not prompt:
-            raise ArenaError(400, "Please type a prompt.")
+            raise Invalid("Please type a prompt.")
         if len(prompt) > self.limits.max_prompt_chars:
-            raise ArenaError(400, f"The prompt is longer than {self.limits.max_prompt_chars} characters.")
+            raise Invalid(f"The prompt is longer than {self.limits.max_prompt_chars} characters.")
         if "\x00" in prompt:
-            raise ArenaError(400, "The prompt may not contain NUL bytes.")
+            raise Invalid("The prompt may not contain NUL bytes.")
         return prompt
 
     async def _check_model(self, model_id: str) -> None:
         try:
-            await serving.resolve(self.models, model_id)
-        except APIError as exc:
-            raise ArenaError(exc.status if exc.status != 404 else 400, exc.message) from None
+            await generate.resolve(self.models, model_id)
+        except NotFound as exc:  # a model the visitor picked: their mistake, not a missing page
+            raise Invalid(exc.message) from None
 
     async def start(self, prompt: str, *, mode: str, voter_hash: str, models: list[str] | None = None) -> LiveBattle:
         prompt = self._check_prompt(prompt)
@@ -88,21 +83,21 @@ class Arena:
             try:
                 a, b, prob = draw_pair(self.eligible(), self.rng)
             except NotEnoughModels as exc:
-                raise ArenaError(503, str(exc)) from None
+                raise Unavailable(str(exc)) from None
             sides = {"a": a, "b": b}
         elif mode == "named":
             if not models or len(models) != 2 or models[0] == models[1]:
-                raise ArenaError(400, "Pick two different models.")
+                raise Invalid("Pick two different models.")
             for m in models:
                 await self._check_model(m)
             sides, prob = {"a": models[0], "b": models[1]}, 1.0
         elif mode == "direct":
             if not models or len(models) != 1:
-                raise ArenaError(400, "Pick one model.")
+                raise Invalid("Pick one model.")
             await self._check_model(models[0])
             sides, prob = {"a": models[0]}, 1.0
         else:
-            raise ArenaError(400, "mode must be anony, named or direct")
+            raise Invalid("mode must be anony, named or direct")
         battle = LiveBattle(uuid.uuid4().hex, mode, sides)
         await self.store.write(
             q.create_battle(q.NewBattle(battle.id, mode, sides["a"], sides.get("b", ""), prob, voter_hash, prompt))
@@ -115,13 +110,13 @@ class Arena:
         prompt = self._check_prompt(prompt)
         battle = await self.get(battle_id)
         if battle.voted:
-            raise ArenaError(409, "This battle is over; start a new one.")
+            raise Conflict("This battle is over; start a new one.")
         if battle.failed:
-            raise ArenaError(409, "A model failed in this battle; start a new one.")
+            raise Conflict("A model failed in this battle; start a new one.")
         if battle.busy:
-            raise ArenaError(409, "Wait for both answers before sending the next prompt.")
+            raise Conflict("Wait for both answers before sending the next prompt.")
         if len(battle.history) >= self.limits.max_turns:
-            raise ArenaError(409, f"A battle has at most {self.limits.max_turns} turns; start a new one.")
+            raise Conflict(f"A battle has at most {self.limits.max_turns} turns; start a new one.")
         await self._begin_turn(battle, prompt)
         return battle
 
@@ -155,7 +150,7 @@ class Arena:
         try:
             if state.stopped:  # stopped before this task first ran
                 raise asyncio.CancelledError
-            entry = await serving.resolve(self.models, state.model)
+            entry = await generate.resolve(self.models, state.model)
             defaults = entry.spec.defaults
             request = GenerationRequest(
                 request_id=f"{battle.id}-{turn.number}-{side}",
@@ -166,7 +161,7 @@ class Arena:
                 top_p=defaults.top_p,
             )
             async with asyncio.timeout(self.limits.generation_timeout):
-                started = await serving.start(self.models, self.metrics, state.model, request)
+                started = await generate.start(self.models, self.metrics, state.model, request)
                 delta = started.first
                 try:
                     while True:
@@ -186,7 +181,7 @@ class Arena:
                 raise
             state.finish_reason = "stopped"
         except Exception as exc:  # noqa: BLE001 - any engine fault fails this side, not the turn
-            if isinstance(exc, APIError):
+            if isinstance(exc, DomainError):
                 detail = exc.message
             elif isinstance(exc, (EngineError, TimeoutError, StopAsyncIteration)):
                 detail = str(exc) or "timed out"
@@ -210,6 +205,7 @@ class Arena:
             time.perf_counter() - started_at,
             state.finish_reason,
             state.internal_error,
+            style=style_features(state.text, completion_tokens).as_tuple(),
         )
         try:
             state.message_id = await self.store.write(q.add_answer(answer))
@@ -240,26 +236,24 @@ class Arena:
     async def regenerate(self, battle_id: str) -> LiveBattle:
         battle = await self.get(battle_id)
         if battle.voted:
-            raise ArenaError(409, "This battle already has a vote.")
+            raise Conflict("This battle already has a vote.")
         turn = battle.turn
         if turn is None:
-            raise ArenaError(409, "Nothing to regenerate yet.")
+            raise Conflict("Nothing to regenerate yet.")
         if not turn.complete:
             await self.stop(battle_id)
             await turn.finished.wait()
             if battle.turn is not turn or battle.voted:
-                raise ArenaError(409, "The battle changed meanwhile; reload it.")
+                raise Conflict("The battle changed meanwhile; reload it.")
         # The new turn is current before the first await, so a concurrent request sees it busy.
         new = Turn(turn.number, turn.prompt, {s: Side(m) for s, m in battle.models.items()})
         answers, failed = battle.history.pop(), battle.failed
         battle.turn, battle.failed = new, False
         try:
             await self.store.write(q.drop_answers(battle.id, turn.number))
-        except BaseException as exc:
+        except BaseException:
             battle.turn, battle.failed = turn, failed
             battle.history.append(answers)
-            if isinstance(exc, q.VoteRejected):
-                raise ArenaError(exc.status, exc.message) from None
             raise
         for side in new.sides:
             new.sides[side].task = asyncio.create_task(self._run_side(battle, new, side))
@@ -268,11 +262,11 @@ class Arena:
     async def vote(self, battle_id: str, winner: str, voter_hash: str) -> tuple[str, str]:
         battle = self.live.get(battle_id)
         if battle is not None and battle.busy:
-            raise ArenaError(409, "Both answers must be complete before voting.")
-        try:
-            pair = await self.store.write(q.record_vote(battle_id, winner, voter_hash))
-        except q.VoteRejected as exc:
-            raise ArenaError(exc.status, exc.message) from None
+            raise Conflict("Both answers must be complete before voting.")
+        row = await q.get_battle(self.store, battle_id) if winner in q.WINNERS else None
+        categories = battle_categories(row["first_prompt"] or "", row["turns"], winner) if row else []
+        turns = row["turns"] if row else 0
+        pair = await self.store.write(q.record_vote(battle_id, winner, voter_hash, categories, turns))
         if battle is not None:
             battle.voted = True
         if self.on_vote is not None:
@@ -281,11 +275,8 @@ class Arena:
 
     async def feedback(self, battle_id: str, message_id: int, kind: str) -> None:
         if kind not in ("up", "down", "flag"):
-            raise ArenaError(400, "kind must be up, down or flag")
-        try:
-            await self.store.write(q.add_feedback(battle_id, message_id, kind))
-        except q.VoteRejected as exc:
-            raise ArenaError(exc.status, exc.message) from None
+            raise Invalid("kind must be up, down or flag")
+        await self.store.write(q.add_feedback(battle_id, message_id, kind))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -304,7 +295,7 @@ class Arena:
             return battle
         row = await q.get_battle(self.store, battle_id)
         if row is None:
-            raise ArenaError(404, "No such battle.")
+            raise NotFound("No such battle.")
         models = {"a": row["model_a"]} if row["mode"] == "direct" else {"a": row["model_a"], "b": row["model_b"]}
         battle = LiveBattle(
             row["id"], row["mode"], models, voted=row["status"] == "voted", failed=row["status"] == "failed"

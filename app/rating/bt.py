@@ -16,7 +16,7 @@ centred on `init` separately.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +100,21 @@ def _nll(theta: FloatArray, i: IntArray, j: IntArray, s: FloatArray, f: FloatArr
     return float(s @ softplus(-d) + f @ softplus(d) + 0.5 * ridge * (theta @ theta))
 
 
+def _line_search(
+    nll: Callable[[FloatArray], float], theta: FloatArray, step: FloatArray, value: float, slope: float
+) -> tuple[FloatArray, float]:
+    """Backtracking (Armijo) along ``step``: the accepted point and its step length (< 1e-12: none)."""
+    t = 1.0
+    slack = 1e-12 * (1.0 + abs(value))
+    while True:
+        cand = theta + t * step
+        if nll(cand) <= value + 1e-4 * t * slope + slack:
+            return cand, t
+        t *= 0.5
+        if t < 1e-12:
+            return cand, t
+
+
 def newton_bt(
     i: IntArray,
     j: IntArray,
@@ -140,20 +155,10 @@ def newton_bt(
             break
         hess = pair_laplacian(i, j, w_tot * p * (1.0 - p), n) + eye_ridge + null_fix
         try:
-            step = np.linalg.solve(hess, -grad)
+            step = np.asarray(np.linalg.solve(hess, -grad), dtype=np.float64)
         except np.linalg.LinAlgError:
             break
-        slope = float(grad @ step)
-        t = 1.0
-        slack = 1e-12 * (1.0 + abs(value))
-        while True:
-            cand = theta + t * step
-            cand_value = _nll(cand, i, j, s, f, ridge)
-            if cand_value <= value + 1e-4 * t * slope + slack:
-                break
-            t *= 0.5
-            if t < 1e-12:
-                break
+        cand, t = _line_search(lambda x: _nll(x, i, j, s, f, ridge), theta, step, value, float(grad @ step))
         iterations += 1
         if t < 1e-12:  # no progress possible at float precision
             break

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.rating.language import detect_language
 from app.rating.numerics import BoolArray
 
 LONG_PROMPT_TOKENS = 500
@@ -105,6 +106,21 @@ def categories_for(meta: BattleMeta) -> tuple[str, ...]:
     if not is_tie(meta.winner):
         out.append("no_ties")
     return tuple(out)
+
+
+def battle_categories(
+    first_prompt: str, turns: int, winner: str, prompt_tokens: int | None = None, *, language: str | None = None
+) -> list[str]:
+    """The categories of one vote; the language is guessed from the first prompt unless given."""
+    language = language or detect_language(first_prompt)
+    meta = BattleMeta(
+        winner,
+        language=None if language == "unknown" else language,
+        turns=turns,
+        prompt=first_prompt,
+        prompt_tokens=prompt_tokens,
+    )
+    return list(categories_for(meta))
 
 
 def category_mask(metas: Sequence[BattleMeta], category: str) -> BoolArray:

@@ -15,10 +15,11 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from app.errors import APIError, invalid, validated
-from app.modelspec import ModelSpec
-from app.registry import Registry, RegistryError, UnknownModel
-from app.views import block
+from app.errors import DomainError, Invalid, NotFound, validated
+from app.registry.core import Registry, UnknownModel
+from app.registry.spec import ModelSpec
+from app.routes.errors import APIError
+from app.web.views import block
 
 COOKIE = "arena_admin"
 
@@ -78,9 +79,9 @@ async def edit_model(model_id: FromPath[str], request: Request[Any, Any, Any], s
     try:
         changes = await request.json()
     except Exception:  # noqa: BLE001 - any parse failure is the client's
-        raise invalid("The body must be a JSON object of fields to change.") from None
+        raise Invalid("The body must be a JSON object of fields to change.") from None
     if not isinstance(changes, dict):
-        raise invalid("The body must be a JSON object of fields to change.")
+        raise Invalid("The body must be a JSON object of fields to change.")
     entry = await _registry(state).update(model_id, changes)
     return entry.describe()
 
@@ -103,7 +104,7 @@ async def _act(registry: Registry, model_id: str, action: str) -> Any:
         return await registry.load(model_id, strict=True)
     if action == "unload":
         return await registry.unload(model_id)
-    raise RegistryError(f"action must be one of {', '.join(ACTIONS)}", 404)
+    raise NotFound(f"action must be one of {', '.join(ACTIONS)}")
 
 
 @post("/models/{model_id:str}/{action:str}", status_code=200)
@@ -161,8 +162,8 @@ async def admin_action(
             await registry.remove(model_id)
         else:
             await _act(registry, model_id, action)
-    except (RegistryError, UnknownModel) as exc:
-        error = exc.message if isinstance(exc, RegistryError) else f"No model {model_id}."
+    except DomainError as exc:
+        error = f"No model {model_id}." if isinstance(exc, UnknownModel) else exc.message
     return block(request, "admin.html", "table", models=registry.all(), registry=registry, error=error)
 
 

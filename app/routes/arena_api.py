@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.arena.live import Event, LiveBattle
 from app.arena.service import Arena
-from app.errors import APIError, validated
-from app.openai_stream import sse
+from app.errors import validated
+from app.openai.stream import sse
 from app.routes.common import limit, visitor
+from app.routes.errors import APIError
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

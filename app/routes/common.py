@@ -9,7 +9,7 @@ from litestar import Request
 from litestar.datastructures import State
 
 from app.arena.visitors import client_ip, voter_hash
-from app.errors import APIError
+from app.errors import RateLimited
 
 
 def visitor(request: Request[Any, Any, Any], state: State) -> tuple[str, str]:
@@ -24,11 +24,6 @@ def limit(state: State, kind: str, ip: str) -> None:
     wait = state.limiters[kind].hit(ip)
     if wait > 0:
         seconds = max(1, math.ceil(wait))
-        raise APIError(
-            429,
-            f"Too many {kind}s from your address; try again in {seconds} s.",
-            "rate_limit_exceeded",
-            None,
-            "rate_limited",
-            {"Retry-After": str(seconds)},
+        raise RateLimited(
+            f"Too many {kind}s from your address; try again in {seconds} s.", retry_after=seconds, code="rate_limited"
         )

@@ -22,7 +22,8 @@ async def ready(state: State) -> Response[dict[str, Any]]:
 
 @get("/metrics")
 async def metrics(state: State) -> Response[bytes]:
-    body = state.metrics.render(state.models)
+    stats = {e.id: e.engine.stats() if e.engine is not None else {} for e in state.models.all()}
+    body = state.metrics.render(stats)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

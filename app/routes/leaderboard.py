@@ -11,11 +11,11 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.response import Template
 
-from app import plots
-from app.errors import invalid
-from app.leaderboard import LeaderboardError, Options, Service, matrices
-from app.registry import Registry
-from app.views import block
+from app.arena.leaderboard import LeaderboardError, Options, Service, matrices
+from app.errors import Invalid
+from app.registry.core import Registry
+from app.web import plots
+from app.web.views import block
 
 SIZES = {"small": (0, 3e9), "medium": (3e9, 30e9), "large": (30e9, float("inf"))}
 SORTABLE = ("rank_ub", "model", "rating", "ci", "votes", "organization", "license", "parameters")
@@ -41,7 +41,7 @@ def _flag(value: str | None) -> bool:
 def _options(params: dict[str, str]) -> Options:
     raw = params.get("max_per_prompt") or "0"
     if not raw.isdigit():
-        raise invalid("max_per_prompt must be a whole number of votes", "max_per_prompt")
+        raise Invalid("max_per_prompt must be a whole number of votes", param="max_per_prompt")
     return Options(
         inverse_probability=_flag(params.get("inverse_probability")),
         max_per_prompt=int(raw),
@@ -62,7 +62,7 @@ async def _board(state: State, params: dict[str, str]) -> dict[str, Any]:
             options=options,
         )
     except LeaderboardError as exc:
-        raise invalid(str(exc)) from None
+        raise Invalid(str(exc)) from None
 
 
 @get("/api/v1/leaderboard")
@@ -147,7 +147,7 @@ def _context(board: dict[str, Any], params: dict[str, str], categories: list[str
 
 
 async def _page_context(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-    from app.leaderboard import load_categories
+    from app.arena.leaderboard import load_categories
 
     params = {k: v for k, v in request.query_params.items() if v}
     board = await _board(state, params)

@@ -13,11 +13,12 @@ from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Stream
 
-from app import openai_schema as schema
-from app import serving
 from app.engines.base import GenerationRequest
-from app.errors import unauthorized
-from app.openai_stream import Completion, finish_reason, stream_events
+from app.openai import schema
+from app.openai.stream import Completion, finish_reason, stream_events
+from app.registry import generate
+from app.registry.core import ModelEntry
+from app.routes.errors import unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _log_unknown(req: schema._Sampling) -> None:
 async def _respond(
     state: State, req: schema._Sampling, gen_request: GenerationRequest, chat: bool
 ) -> Response[Any] | Stream:
-    started = await serving.start(state.models, state.metrics, req.model, gen_request)
+    started = await generate.start(state.models, state.metrics, req.model, gen_request)
     completion = Completion(req.model, chat=chat, include_usage=req.include_usage)
     if req.stream:
         return Stream(
@@ -82,10 +83,8 @@ async def _respond(
     return Response(body)
 
 
-def _generation(
-    req: schema._Sampling, entry: serving.ModelEntry, max_tokens: int | None, **kw: Any
-) -> GenerationRequest:
-    filled = serving.request_defaults(entry, temperature=req.temperature, top_p=req.top_p, max_tokens=max_tokens)
+def _generation(req: schema._Sampling, entry: ModelEntry, max_tokens: int | None, **kw: Any) -> GenerationRequest:
+    filled = generate.request_defaults(entry, temperature=req.temperature, top_p=req.top_p, max_tokens=max_tokens)
     return GenerationRequest(
         request_id=uuid.uuid4().hex,
         max_tokens=int(filled["max_tokens"]),  # type: ignore[call-overload]
@@ -102,7 +101,7 @@ def _generation(
 async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any] | Stream:
     req = schema.parse(schema.ChatCompletionRequest, await request.body())
     _log_unknown(req)
-    entry = await serving.resolve(state.models, req.model)
+    entry = await generate.resolve(state.models, req.model)
     gen = _generation(req, entry, req.token_limit(), messages=req.chat_messages())
     return await _respond(state, req, gen, chat=True)
 
@@ -111,7 +110,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
 async def completions(request: Request[Any, Any, Any], state: State) -> Response[Any] | Stream:
     req = schema.parse(schema.CompletionRequest, await request.body())
     _log_unknown(req)
-    entry = await serving.resolve(state.models, req.model)
+    entry = await generate.resolve(state.models, req.model)
     limit = req.max_tokens if req.max_tokens is not None else 16  # OpenAI's default here
     gen = _generation(req, entry, limit, prompt=req.prompt_text())
     gen.max_tokens_explicit = req.max_tokens is not None

@@ -16,11 +16,12 @@ from litestar.params import FromPath
 from litestar.response import Stream, Template
 
 from app.arena.live import Event, LiveBattle
-from app.arena.service import Arena, ArenaError
-from app.render import stream_text
+from app.arena.service import Arena
+from app.errors import Invalid
 from app.routes.arena_api import SSE_HEADERS, last_event_id
 from app.routes.common import limit, visitor
-from app.views import block, environment
+from app.web.render import stream_text
+from app.web.views import block, environment
 
 SCREENS = {
     "anony": ("battle.html", "battle", "/"),
@@ -132,7 +133,7 @@ async def feedback(battle_id: FromPath[str], request: Request[Any, Any, Any], st
     kind = str(form.get("kind") or "")
     raw_id = str(form.get("message_id") or "")
     if not raw_id.isdigit():
-        raise ArenaError(400, "message_id must be a number")
+        raise Invalid("message_id must be a number")
     await state.arena.feedback(battle_id, int(raw_id), kind)
     thanks = {"up": "Thanks: marked good.", "down": "Thanks: marked bad.", "flag": "Flagged for review."}[kind]
     return Response(f'<span class="thanks">{thanks}</span>', media_type="text/html")

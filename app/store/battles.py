@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from app.arena.language import detect_language
-from app.rating.categories import BattleMeta, categories_for
-from app.rating.style import style_features
+from app.errors import Conflict, Invalid, NotFound
 from app.store.db import Store
 from app.store.migrations import STYLE_COLUMNS
 
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
-
-
-class VoteRejected(Exception):
-    """A vote that breaks a rule; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -80,11 +69,14 @@ class Answer:
     total_time: float
     finish_reason: str
     error: str = ""
+    style: tuple[int, ...] = field(kw_only=True)  # the answer's style features, in STYLE_COLUMNS order
 
 
 def add_answer(answer: Answer) -> Any:
     """Store one side's answer with its style features; a failed answer flags the battle."""
-    features = style_features(answer.content, answer.completion_tokens).as_tuple()
+    features = answer.style
+    if len(features) != len(STYLE_COLUMNS):
+        raise ValueError(f"an answer has {len(STYLE_COLUMNS)} style features, got {len(features)}")
 
     def write(conn: sqlite3.Connection) -> int:
         cur = conn.execute(
@@ -120,7 +112,7 @@ def drop_answers(battle_id: str, turn: int) -> Any:
     def write(conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT status FROM battles WHERE id = ?", (battle_id,)).fetchone()
         if row is None or row["status"] == "voted":
-            raise VoteRejected(409, "This battle already has a vote.")
+            raise Conflict("This battle already has a vote.")
         conn.execute(
             "DELETE FROM messages WHERE battle_id = ? AND turn = ? AND side != ''",
             (battle_id, turn),
@@ -130,39 +122,27 @@ def drop_answers(battle_id: str, turn: int) -> Any:
     return write
 
 
-def battle_categories(
-    first_prompt: str, turns: int, winner: str, prompt_tokens: int | None, *, language: str | None = None
-) -> list[str]:
-    language = language or detect_language(first_prompt)
-    meta = BattleMeta(
-        winner,
-        language=None if language == "unknown" else language,
-        turns=turns,
-        prompt=first_prompt,
-        prompt_tokens=prompt_tokens,
-    )
-    return list(categories_for(meta))
-
-
-def record_vote(battle_id: str, winner: str, voter_hash: str) -> Any:
+def record_vote(battle_id: str, winner: str, voter_hash: str, categories: list[str], turns: int) -> Any:
     """Check the vote rules and record it, with the pair counts, in one transaction.
 
-    Returns the battle's (model_a, model_b).
+    ``categories`` were computed by the caller for the battle as it had ``turns`` turns; a battle
+    that has moved on since is refused. Returns the battle's (model_a, model_b).
     """
     if winner not in WINNERS:
-        raise VoteRejected(400, f"winner must be one of {', '.join(WINNERS)}")
+        raise Invalid(f"winner must be one of {', '.join(WINNERS)}")
 
     def write(conn: sqlite3.Connection) -> tuple[str, str]:
         battle = conn.execute("SELECT * FROM battles WHERE id = ?", (battle_id,)).fetchone()
         if battle is None:
-            raise VoteRejected(404, "No such battle.")
+            raise NotFound("No such battle.")
         if battle["mode"] == "direct":
-            raise VoteRejected(400, "A direct chat takes feedback, not votes.")
+            raise Invalid("A direct chat takes feedback, not votes.")
         if battle["status"] == "voted":
-            raise VoteRejected(409, "This battle already has a vote.")
+            raise Conflict("This battle already has a vote.")
         if battle["status"] == "failed":
-            raise VoteRejected(409, "A model failed to answer in this battle, so it cannot be voted on.")
-        turns = battle["turns"]
+            raise Conflict("A model failed to answer in this battle, so it cannot be voted on.")
+        if battle["turns"] != turns:
+            raise Conflict("The battle changed meanwhile; reload it.")
         answers = conn.execute(
             "SELECT side, "
             + ", ".join(f"SUM({c}) AS {c}" for c in STYLE_COLUMNS)
@@ -172,9 +152,8 @@ def record_vote(battle_id: str, winner: str, voter_hash: str) -> Any:
         ).fetchall()
         per_side = {row["side"]: row for row in answers}
         if turns == 0 or any(side not in per_side or per_side[side]["n"] < turns for side in "ab"):
-            raise VoteRejected(409, "Both answers must be complete before voting.")
+            raise Conflict("Both answers must be complete before voting.")
         style = [per_side[s][c] or 0 for s in "ab" for c in STYLE_COLUMNS]
-        categories = battle_categories(battle["first_prompt"] or "", turns, winner, None)
         conn.execute(
             "INSERT INTO votes (battle_id, mode, model_a, model_b, winner, turns, created,"
             " voter_hash, categories, pair_prob, "
@@ -223,7 +202,7 @@ def add_feedback(battle_id: str, message_id: int, kind: str) -> Any:
             (message_id, battle_id),
         ).fetchone()
         if row is None:
-            raise VoteRejected(404, "No such answer.")
+            raise NotFound("No such answer.")
         conn.execute(
             "INSERT INTO feedback (message_id, battle_id, kind, created) VALUES (?, ?, ?, ?)",
             (message_id, battle_id, kind, time.time()),

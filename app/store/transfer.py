@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.rating.categories import battle_categories
 from app.rating.style import style_features
-from app.store.battles import WINNERS, _count, battle_categories
+from app.store.battles import WINNERS, _count
 from app.store.migrations import STYLE_COLUMNS
 
 KNOWN = {"model_a", "model_b", "winner", "anony", "language", "turn", "tstamp", "conversation_a", "conversation_b"}
@@ -146,28 +147,7 @@ def _import_one(conn: sqlite3.Connection, row: dict[str, Any], report: Report) -
         " first_prompt, meta) VALUES (?, ?, ?, ?, 1.0, ?, '', 'voted', ?, ?, ?)",
         (battle_id, mode, row["model_a"], row["model_b"], created, turns, prompt, json.dumps(extra)),
     )
-    sums = {"a": [0] * 4, "b": [0] * 4}
-    for side in ("a", "b"):
-        turn = 0
-        for message in row.get(f"conversation_{side}") or []:
-            role, content = message["role"], message["content"]
-            if role == "user":
-                turn += 1
-                if side == "a":
-                    conn.execute(
-                        "INSERT INTO messages (battle_id, side, turn, role, content, created)"
-                        " VALUES (?, '', ?, 'user', ?, ?)",
-                        (battle_id, turn, content, created),
-                    )
-                continue
-            features = style_features(content, max(1, len(content) // 4)).as_tuple()
-            sums[side] = [x + y for x, y in zip(sums[side], features, strict=True)]
-            conn.execute(
-                "INSERT INTO messages (battle_id, side, turn, role, content, finish_reason, created, "
-                + ", ".join(STYLE_COLUMNS)
-                + ") VALUES (?, ?, ?, ?, ?, 'stop', ?, ?, ?, ?, ?)",
-                (battle_id, side, max(turn, 1), role, content, created, *features),
-            )
+    sums = _import_messages(conn, battle_id, row, created)
     language = row.get("language") if isinstance(row.get("language"), str) else None
     categories = battle_categories(prompt, turns, row["winner"], None, language=language)
     conn.execute(
@@ -192,6 +172,35 @@ def _import_one(conn: sqlite3.Connection, row: dict[str, Any], report: Report) -
     )
     _count(conn, mode, categories, row["model_a"], row["model_b"], row["winner"])
     report.imported += 1
+
+
+def _import_messages(
+    conn: sqlite3.Connection, battle_id: str, row: dict[str, Any], created: float
+) -> dict[str, list[int]]:
+    """Insert the row's conversations; returns each side's summed style features."""
+    sums = {"a": [0] * 4, "b": [0] * 4}
+    for side in ("a", "b"):
+        turn = 0
+        for message in row.get(f"conversation_{side}") or []:
+            role, content = message["role"], message["content"]
+            if role == "user":
+                turn += 1
+                if side == "a":
+                    conn.execute(
+                        "INSERT INTO messages (battle_id, side, turn, role, content, created)"
+                        " VALUES (?, '', ?, 'user', ?, ?)",
+                        (battle_id, turn, content, created),
+                    )
+                continue
+            features = style_features(content, max(1, len(content) // 4)).as_tuple()
+            sums[side] = [x + y for x, y in zip(sums[side], features, strict=True)]
+            conn.execute(
+                "INSERT INTO messages (battle_id, side, turn, role, content, finish_reason, created, "
+                + ", ".join(STYLE_COLUMNS)
+                + ") VALUES (?, ?, ?, ?, ?, 'stop', ?, ?, ?, ?, ?)",
+                (battle_id, side, max(turn, 1), role, content, created, *features),
+            )
+    return sums
 
 
 def export_rows(conn: sqlite3.Connection, *, include_named: bool = False) -> Iterator[dict[str, Any]]:

@@ -200,7 +200,7 @@ def http_responses(stream: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def needles() -> list[str]:
-    from app.modelspec import load_models
+    from app.registry.spec import load_models
 
     found = set()
     for spec in load_models(None):

@@ -25,7 +25,7 @@ def client(arena_server: ArenaServer) -> openai.OpenAI:
 def vocab():
     import llama_cpp
 
-    from app.modelspec import load_models
+    from app.registry.spec import load_models
 
     path = load_models(None)[0].resolved_weights()
     return llama_cpp.Llama(path, vocab_only=True, verbose=False)

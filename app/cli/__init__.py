@@ -9,8 +9,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app import cli_data, cli_doctor, cli_models
-from app.cli_common import CommandError, add_setting_flags, settings_from
+from app.cli import data as cli_data
+from app.cli import doctor as cli_doctor
+from app.cli import models as cli_models
+from app.cli.common import CommandError, add_setting_flags, settings_from
 from app.settings import Settings, SettingsError
 
 SERVE_FLAGS = list(Settings.model_fields)

@@ -1,6 +1,6 @@
 """Documentation generated from the code: the README's configuration table.
 
-python -m app.docs   # prints the table; tests check README.md holds exactly this
+python -m app.cli.docs   # prints the table; tests check README.md holds exactly this
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from app.cli_common import CommandError, print_table, settings_from
-from app.engines.factory import WeightsError, check_weights, resolve_kind
-from app.modelspec import ModelSpec, load_models
+from app.cli.common import CommandError, print_table, settings_from
+from app.registry.factory import WeightsError, check_weights, resolve_kind
+from app.registry.spec import ModelSpec, load_models
 from app.settings import Settings
 from app.store import migrations
 

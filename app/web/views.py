@@ -13,9 +13,9 @@ from litestar import Request, Response
 from litestar.response import Template
 from litestar.template.base import csrf_token
 
-from app.render import answer_html
+from app.web.render import answer_html
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent.parent  # app/: templates/ and static/ live there
 VENDOR = HERE / "static" / "vendor"
 
 

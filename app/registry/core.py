@@ -19,7 +19,9 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from app.engines.base import Engine, EngineError
-from app.engines.factory import (
+from app.engines.llamacpp import CpuBudget
+from app.errors import Conflict, DomainError, Invalid, NoRoom, NotFound
+from app.registry.factory import (
     MB,
     EngineFactory,
     GgufCheck,
@@ -29,8 +31,7 @@ from app.engines.factory import (
     gpu_shortfall,
     resolve_kind,
 )
-from app.engines.llamacpp import CpuBudget
-from app.modelspec import ModelSpec
+from app.registry.spec import ModelSpec
 from app.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -102,17 +103,10 @@ class ModelEntry:
         }
 
 
-class UnknownModel(KeyError):
-    pass
-
-
-class RegistryError(ValueError):
-    """A runtime change that was refused; the registry is unchanged. ``status`` for HTTP."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+class UnknownModel(NotFound):
+    def __init__(self, model_id: str) -> None:
+        super().__init__(f"The model `{model_id}` does not exist.", param="id")
+        self.model_id = model_id
 
 
 class Registry:
@@ -184,7 +178,8 @@ class Registry:
             await self.load(entry.id)
 
     async def load(self, model_id: str, *, strict: bool = False) -> ModelEntry:
-        """Load a model now. A failure marks it down, or with ``strict`` raises RegistryError."""
+        """Load a model now. A failure marks it down, or with ``strict`` raises a DomainError
+        (NoRoom when it does not fit, Invalid otherwise)."""
         entry = self.get(model_id)
         async with self._lock:
             if entry.engine is not None:
@@ -206,8 +201,8 @@ class Registry:
                 message = str(exc) or type(exc).__name__
                 log.error("model %s failed to load: %s", model_id, message)
                 if strict:
-                    status = exc.status if isinstance(exc, RegistryError) else 400
-                    raise RegistryError(f"could not load {model_id}: {message}", status) from exc
+                    kind = NoRoom if isinstance(exc, NoRoom) else Invalid
+                    raise kind(f"could not load {model_id}: {message}") from exc
                 entry.state, entry.error = "down", message
         return entry
 
@@ -218,15 +213,14 @@ class Registry:
     def _check_budget(self, entry: ModelEntry, need: int) -> None:
         shortfall = gpu_shortfall(entry.spec)
         if shortfall:
-            raise RegistryError(shortfall, 507)
+            raise NoRoom(shortfall)
         if not self.memory_budget or not need:
             return
         used = self.memory_in_use()
         if used + need > self.memory_budget:
-            raise RegistryError(
+            raise NoRoom(
                 f"not enough memory to load {entry.id}: it needs about {need // MB} MB, and "
-                f"{used // MB} MB of the {self.memory_budget // MB} MB memory budget are in use",
-                507,
+                f"{used // MB} MB of the {self.memory_budget // MB} MB memory budget are in use"
             )
 
     async def unload(self, model_id: str) -> ModelEntry:
@@ -271,16 +265,16 @@ class Registry:
 
     async def add(self, spec: ModelSpec) -> ModelEntry:
         if spec.id in self.entries:
-            raise RegistryError(f"a model with id {spec.id!r} already exists", 409)
+            raise Conflict(f"a model with id {spec.id!r} already exists")
         try:
             check_weights(spec, self.model_dirs)
         except WeightsError as exc:
-            raise RegistryError(str(exc)) from None
+            raise Invalid(str(exc)) from None
         entry = ModelEntry(spec)
         self.entries[spec.id] = entry
         try:
             await self.load(spec.id, strict=True)
-        except RegistryError:
+        except DomainError:
             del self.entries[spec.id]
             raise
         await self._persist(entry)
@@ -289,7 +283,7 @@ class Registry:
     async def update(self, model_id: str, changes: dict[str, Any]) -> ModelEntry:
         entry = self.get(model_id)
         if "id" in changes and changes["id"] != model_id:
-            raise RegistryError("a model's id cannot change")
+            raise Invalid("a model's id cannot change")
         merged = entry.spec.model_dump() | changes
         for key in ("defaults", "metadata"):
             if isinstance(changes.get(key), dict):
@@ -297,7 +291,7 @@ class Registry:
         try:
             spec = ModelSpec.model_validate(merged)
         except ValidationError as exc:
-            raise RegistryError(f"invalid model: {exc.errors(include_url=False)[0]['msg']}") from None
+            raise Invalid(f"invalid model: {exc.errors(include_url=False)[0]['msg']}") from None
         engine_fields = (
             "engine",
             "weights",
@@ -312,14 +306,14 @@ class Registry:
             try:
                 check_weights(spec, self.model_dirs)
             except WeightsError as exc:
-                raise RegistryError(str(exc)) from None
+                raise Invalid(str(exc)) from None
         old = entry.spec
         entry.spec = spec
         if reload and entry.loaded:
             await self.unload(model_id)
             try:
                 await self.load(model_id, strict=True)
-            except RegistryError:
+            except DomainError:
                 entry.spec = old
                 await self.load(model_id)
                 raise
@@ -328,7 +322,7 @@ class Registry:
 
     async def set_state(self, model_id: str, state: str) -> ModelEntry:
         if state not in STATES:
-            raise RegistryError(f"state must be one of {', '.join(STATES)}")
+            raise Invalid(f"state must be one of {', '.join(STATES)}")
         entry = self.get(model_id)
         entry.state = state  # type: ignore[assignment]
         await self._persist(entry)
@@ -357,4 +351,4 @@ class Registry:
         await self.store.write(write)
 
 
-__all__ = ["EngineError", "ModelEntry", "Registry", "RegistryError", "UnknownModel"]
+__all__ = ["EngineError", "ModelEntry", "Registry", "UnknownModel"]

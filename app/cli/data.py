@@ -11,17 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.cli_common import CommandError, print_table, settings_from
-from app.leaderboard import (
+from app.arena.leaderboard import (
     COUNTS_SQL,
     STYLE_SQL,
     VOTES_SQL,
-    Counts,
     LeaderboardError,
-    Options,
     StyleRows,
-    VoteRows,
-    apply_options,
     board_json,
     compute,
     counts_from_rows,
@@ -30,8 +25,10 @@ from app.leaderboard import (
     style_from_rows,
     votes_from_rows,
 )
-from app.modelspec import load_models
+from app.cli.common import CommandError, print_table, settings_from
 from app.rating.categories import BattleMeta, categories_for
+from app.rating.options import Counts, Options, VoteRows, apply_options
+from app.registry.spec import load_models
 from app.store import migrations
 from app.store.transfer import Report, TransferError, export_rows, import_rows, import_scores, valid_rows
 

@@ -1,7 +1,7 @@
 """Starting a generation on a named model: the core both APIs call.
 
-Errors that stop a request before its first token become :class:`APIError` with the right
-status, so the API layer can answer with a proper HTTP status instead of a broken stream.
+Errors that stop a request before its first token become domain errors (:mod:`app.errors`), so
+the routes can answer with a proper HTTP status instead of a broken stream.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from app.engines.base import (
     EngineOverloaded,
     GenerationRequest,
 )
-from app.errors import APIError, model_not_found, overloaded
+from app.errors import Busy, Failed, Invalid, NotFound, Unavailable
 from app.metrics import Metrics
-from app.registry import ModelEntry, Registry, UnknownModel
+from app.registry.core import ModelEntry, Registry, UnknownModel
 
 
 @dataclass
@@ -31,20 +31,18 @@ class Started:
 
 
 async def resolve(models: Registry, model_id: str) -> ModelEntry:
-    """The model's entry, loaded (on demand after a keep-alive unload), or an APIError."""
+    """The model's entry, loaded (on demand after a keep-alive unload); NotFound or Unavailable."""
     try:
         entry = await models.ensure_loaded(model_id)
-    except UnknownModel:
-        raise model_not_found(model_id) from None
+    except UnknownModel as exc:
+        raise NotFound(exc.message, param="model", code="model_not_found") from None
     if entry.engine is None or entry.state == "down":
         reason = f": {entry.error}" if entry.error else ""
-        raise APIError(
-            503,
+        raise Unavailable(
             f"The model `{model_id}` is not loaded right now{reason}.",
-            "server_error",
-            "model",
-            "model_unavailable",
-            {"Retry-After": "5"},
+            retry_after=5,
+            param="model",
+            code="model_unavailable",
         )
     return entry
 
@@ -89,15 +87,15 @@ async def start(models: Registry, metrics: Metrics, model_id: str, request: Gene
         first = await anext(gen)
     except ContextLengthExceeded as exc:
         await gen.aclose()
-        raise APIError(400, str(exc), "invalid_request_error", "messages", "context_length_exceeded") from exc
+        raise Invalid(str(exc), param="messages", code="context_length_exceeded") from exc
     except EngineOverloaded as exc:
         await gen.aclose()
-        raise overloaded(exc.retry_after, str(exc)) from exc
+        raise Busy(str(exc), retry_after=exc.retry_after, code="overloaded") from exc
     except EngineError as exc:
         await gen.aclose()
-        raise APIError(500, str(exc), "server_error", None, "engine_error") from exc
+        raise Failed(str(exc), code="engine_error") from exc
     except StopAsyncIteration:
-        raise APIError(500, "The engine returned nothing.", "server_error") from None
+        raise Failed("The engine returned nothing.") from None
     return Started(entry, first, gen)
 
 

@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.cli_common import CommandError, print_table, settings_from
-from app.engines.factory import resolve_kind
+from app.cli.common import CommandError, print_table, settings_from
 from app.engines.llamacpp_check import check_gguf, describe_exit
-from app.modelspec import ModelsFileError
+from app.registry.factory import resolve_kind
+from app.registry.spec import ModelsFileError
 
 FLAGS = ["models", "db"]
 CPU_FLAGS = ("avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")
@@ -48,7 +48,7 @@ def engine_info() -> str:
 
 def run(args: object) -> int:
     settings = settings_from(args, FLAGS)  # type: ignore[arg-type]
-    from app.cli_models import merged_specs
+    from app.cli.models import merged_specs
 
     try:
         specs = merged_specs(settings)

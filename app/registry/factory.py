@@ -13,7 +13,7 @@ from app.engines.base import Engine, EngineError
 from app.engines.llamacpp import CpuBudget, LlamaCppEngine, LlamaWeights
 from app.engines.llamacpp_check import CheckResult
 from app.engines.scripted import ScriptedEngine
-from app.modelspec import BUNDLED_PREFIX, ModelSpec
+from app.registry.spec import BUNDLED_PREFIX, ModelSpec
 
 GGUF_MAGIC = b"GGUF"
 MB = 1024 * 1024

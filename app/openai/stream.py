@@ -14,7 +14,8 @@ from typing import Any
 import msgspec
 
 from app.engines.base import Delta, EngineError
-from app.errors import APIError
+from app.errors import DomainError
+from app.openai.errors import body, domain_body
 
 DONE = b"data: [DONE]\n\n"
 _encode = msgspec.json.Encoder().encode
@@ -115,10 +116,10 @@ class Completion:
 
 
 def error_event(error: Exception) -> bytes:
-    if isinstance(error, APIError):
-        return sse(error.body())
+    if isinstance(error, DomainError):
+        return sse(domain_body(error))
     message = str(error) if isinstance(error, EngineError) else "The server had an error."
-    return sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+    return sse(body(message, "server_error"))
 
 
 async def stream_events(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.engines.base import ChatMessage
-from app.errors import APIError, invalid, validated
+from app.errors import Invalid, validated
 
 
 class _Lenient(BaseModel):
@@ -88,16 +88,16 @@ class CompletionRequest(_Sampling):
         if isinstance(self.prompt, str):
             return self.prompt
         if len(self.prompt) != 1:
-            raise invalid("Only one prompt per request is supported.", "prompt")
+            raise Invalid("Only one prompt per request is supported.", param="prompt")
         return self.prompt[0]
 
 
 def parse(model: type[_Sampling], body: bytes) -> Any:
-    """Validate a JSON body, raising a 400 :class:`APIError` that names the offending field."""
+    """Validate a JSON body, raising :class:`Invalid` that names the offending field."""
     request = validated(model, body)
     _reject_nul(request)
     if request.n > 1:
-        raise invalid("n > 1 is not supported; send separate requests.", "n")
+        raise Invalid("n > 1 is not supported; send separate requests.", param="n")
     return request
 
 
@@ -111,4 +111,4 @@ def _reject_nul(request: _Sampling) -> None:
     texts += [("stop", s) for s in request.stops()]
     for param, text in texts:
         if "\x00" in text:
-            raise APIError(400, "Text may not contain NUL bytes.", param=param)
+            raise Invalid("Text may not contain NUL bytes.", param=param)

@@ -1,0 +1,1 @@
+"""The OpenAI wire protocol: request and response schemas, and the SSE stream encoder."""
