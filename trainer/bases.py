@@ -157,7 +157,7 @@ def _convert_gguf(path: Path, folder: Path) -> None:
     )
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     # The loaded model keeps its GGUF quantizer, which refuses to save: drop it, it has done its job.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(tmp)

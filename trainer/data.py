@@ -375,9 +375,7 @@ def encode_conversation(tokenizer: Any, template: str, conversation: Conversatio
     return Sample(ids[:end], labels[:end], conversation.where, truncated=end < len(ids))
 
 
-def encode_conversations(
-    tokenizer: Any, template: str, conversations: list[Conversation], max_length: int
-) -> Encoded:
+def encode_conversations(tokenizer: Any, template: str, conversations: list[Conversation], max_length: int) -> Encoded:
     samples: list[Sample] = []
     problems: list[str] = []
     for conversation in conversations:
