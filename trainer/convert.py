@@ -199,7 +199,7 @@ def main(argv: list[str]) -> None:
             cls = find(name, mmproj)
             if mmproj:
                 return cls  # type: ignore[no-any-return]
-            overrides: dict[str, object] = {}
+            overrides: dict[str, object] = {"model_arch": cls.model_arch}  # each class must name its own
             if vocab:
                 overrides["set_vocab"] = lambda self: _copy_vocab(self, vocab)
             if pre:
