@@ -12,11 +12,11 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.arena.live import Event, LiveBattle, Side, Turn
 from app.arena.pairs import NotEnoughModels, draw_pair
-from app.engines.base import ChatMessage, EngineError, GenerationRequest
+from app.engines.base import ChatMessage, Delta, EngineError, GenerationRequest
 from app.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
 from app.metrics import Metrics
 from app.rating.categories import battle_categories
@@ -36,6 +36,21 @@ class Limits:
     max_prompt_chars: int = 8000
     max_turns: int = 8
     generation_timeout: float = 300.0
+
+
+@dataclass
+class _Progress:
+    """How far one side's generation got: for the stored answer's timings and token counts."""
+
+    started_at: float = field(default_factory=time.perf_counter)
+    ttft: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def seen(self, delta: Delta) -> None:
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.started_at
+        self.prompt_tokens, self.completion_tokens = delta.prompt_tokens, delta.completion_tokens
 
 
 def public_error(side: str, mode: str) -> str:
@@ -142,70 +157,80 @@ class Arena:
         return messages
 
     async def _run_side(self, battle: LiveBattle, turn: Turn, side: str) -> None:
+        """Generate one side's answer, store it, and tell the readers; a fault fails this side only."""
         state = turn.sides[side]
         state.running = True
-        started_at = time.perf_counter()
-        ttft: float | None = None
-        prompt_tokens = completion_tokens = 0
+        progress = _Progress()
         try:
             if state.stopped:  # stopped before this task first ran
                 raise asyncio.CancelledError
-            entry = await generate.resolve(self.models, state.model)
-            defaults = entry.spec.defaults
-            request = GenerationRequest(
-                request_id=f"{battle.id}-{turn.number}-{side}",
-                messages=self._conversation(battle, side, turn.prompt),
-                max_tokens=defaults.max_tokens,
-                max_tokens_explicit=False,
-                temperature=defaults.temperature,
-                top_p=defaults.top_p,
-            )
-            async with asyncio.timeout(self.limits.generation_timeout):
-                started = await generate.start(self.models, self.metrics, state.model, request)
-                delta = started.first
-                try:
-                    while True:
-                        ttft = ttft if ttft is not None else time.perf_counter() - started_at
-                        prompt_tokens, completion_tokens = delta.prompt_tokens, delta.completion_tokens
-                        if delta.text:
-                            state.parts.append(delta.text)
-                            turn.emit(Event("delta", side, delta.text))
-                        if delta.finish_reason is not None:
-                            state.finish_reason = delta.finish_reason
-                            break
-                        delta = await anext(started.rest)
-                finally:
-                    await started.rest.aclose()
+            await self._generate(battle, turn, side, progress)
         except asyncio.CancelledError:
             if not state.stopped:
                 raise
             state.finish_reason = "stopped"
         except Exception as exc:  # noqa: BLE001 - any engine fault fails this side, not the turn
-            if isinstance(exc, DomainError):
-                detail = exc.message
-            elif isinstance(exc, (EngineError, TimeoutError, StopAsyncIteration)):
-                detail = str(exc) or "timed out"
-            else:
-                detail = f"{type(exc).__name__}: {exc}"
-            state.internal_error = detail
-            state.error = public_error(side, battle.mode)
-            state.finish_reason = "error"
-            log.warning("battle %s side %s failed: %s", battle.id, side, detail)
+            self._fail(battle, side, state, exc)
         finally:
             if not state.finish_reason:
                 state.finish_reason = "error"
+        await self._finish_side(battle, turn, side, progress)
+
+    async def _generate(self, battle: LiveBattle, turn: Turn, side: str, progress: _Progress) -> None:
+        state = turn.sides[side]
+        entry = await generate.resolve(self.models, state.model)
+        defaults = entry.spec.defaults
+        request = GenerationRequest(
+            request_id=f"{battle.id}-{turn.number}-{side}",
+            messages=self._conversation(battle, side, turn.prompt),
+            max_tokens=defaults.max_tokens,
+            max_tokens_explicit=False,
+            temperature=defaults.temperature,
+            top_p=defaults.top_p,
+        )
+        async with asyncio.timeout(self.limits.generation_timeout):
+            started = await generate.start(self.models, self.metrics, state.model, request)
+            delta = started.first
+            try:
+                while True:
+                    progress.seen(delta)
+                    if delta.text:
+                        state.parts.append(delta.text)
+                        turn.emit(Event("delta", side, delta.text))
+                    if delta.finish_reason is not None:
+                        state.finish_reason = delta.finish_reason
+                        break
+                    delta = await anext(started.rest)
+            finally:
+                await started.rest.aclose()
+
+    def _fail(self, battle: LiveBattle, side: str, state: Side, exc: Exception) -> None:
+        if isinstance(exc, DomainError):
+            detail = exc.message
+        elif isinstance(exc, (EngineError, TimeoutError, StopAsyncIteration)):
+            detail = str(exc) or "timed out"
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
+        state.internal_error = detail
+        state.error = public_error(side, battle.mode)
+        state.finish_reason = "error"
+        log.warning("battle %s side %s failed: %s", battle.id, side, detail)
+
+    async def _finish_side(self, battle: LiveBattle, turn: Turn, side: str, progress: _Progress) -> None:
+        """Store the answer with its style features, then emit it; the last side closes the turn."""
+        state = turn.sides[side]
         answer = q.Answer(
             battle.id,
             side,
             turn.number,
             state.text,
-            prompt_tokens,
-            completion_tokens,
-            ttft,
-            time.perf_counter() - started_at,
+            progress.prompt_tokens,
+            progress.completion_tokens,
+            progress.ttft,
+            time.perf_counter() - progress.started_at,
             state.finish_reason,
             state.internal_error,
-            style=style_features(state.text, completion_tokens).as_tuple(),
+            style=style_features(state.text, progress.completion_tokens).as_tuple(),
         )
         try:
             state.message_id = await self.store.write(q.add_answer(answer))

@@ -14,6 +14,18 @@ STYLE_COLUMNS = ("sf_tokens", "sf_headers", "sf_lists", "sf_bold")
 
 @migrations()
 def m001_battles(db: Database) -> None:
+    _create_battles(db)
+    _create_messages(db)
+    _create_votes(db)
+    _create_pair_counts(db)
+    db.table("feedback").create(
+        {"id": int, "message_id": int, "battle_id": str, "kind": str, "created": float},
+        pk="id",
+    )
+
+
+def _create_battles(db: Database) -> None:
+    """One row per battle: its mode, the pair and how it was drawn, and its status."""
     db.table("battles").create(
         {
             "id": str,
@@ -32,6 +44,10 @@ def m001_battles(db: Database) -> None:
         defaults={"status": "open", "turns": 0, "model_b": "", "pair_prob": 1.0},
     )
     db.table("battles").create_index(["created"])
+
+
+def _create_messages(db: Database) -> None:
+    """Prompts and answers, each answer with its timings and style features."""
     db.table("messages").create(
         {
             "id": int,
@@ -53,6 +69,10 @@ def m001_battles(db: Database) -> None:
         foreign_keys=[("battle_id", "battles", "id")],
     )
     db.table("messages").create_index(["battle_id", "turn", "side"])
+
+
+def _create_votes(db: Database) -> None:
+    """One vote per battle, with its categories and both sides' summed style features."""
     db.table("votes").create(
         {
             "id": int,
@@ -73,6 +93,10 @@ def m001_battles(db: Database) -> None:
         foreign_keys=[("battle_id", "battles", "id")],
     )
     db.table("votes").create_index(["battle_id"], unique=True)
+
+
+def _create_pair_counts(db: Database) -> None:
+    """Running totals per (mode, category, ordered pair), updated in the vote's transaction."""
     # Running totals per (mode, category, ordered pair), updated in the vote's transaction so the
     # leaderboard never scans every vote. model_a < model_b; wins are from model_a's side.
     db.table("pair_counts").create(
@@ -88,10 +112,6 @@ def m001_battles(db: Database) -> None:
         },
         pk=("mode", "category", "model_a", "model_b"),
         defaults={"wins_a": 0, "wins_b": 0, "ties": 0, "bothbad": 0},
-    )
-    db.table("feedback").create(
-        {"id": int, "message_id": int, "battle_id": str, "kind": str, "created": float},
-        pk="id",
     )
 
 
