@@ -16,6 +16,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
+from litestar.plugins.htmx import HTMXPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -131,6 +132,7 @@ def create_app(settings: Settings) -> Litestar:
             secret=secret, exclude=["^/v1/", "^/api/", "^/health", "^/ready", "^/metrics"], cookie_samesite="strict"
         ),
         state=state,
+        plugins=[HTMXPlugin()],
         lifespan=[lifespan],
         before_send=[_count_requests(metrics)],
         exception_handlers=errors.HANDLERS,

@@ -13,13 +13,15 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath
+from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 
 from app.errors import DomainError, Invalid, NotFound, validated
 from app.registry.core import Registry, UnknownModel
 from app.registry.spec import ModelSpec
 from app.routes.errors import APIError
-from app.web.views import block
+from app.web.screens import admin_login_screen, admin_screen
+from app.web.views import fragment, page
 
 COOKIE = "arena_admin"
 
@@ -125,10 +127,7 @@ api_router = Router(
 
 @get("/admin/login")
 async def login_page(state: State) -> Template:
-    return Template(
-        template_name="admin.html",
-        context={"nav": "admin", "login": True, "enabled": state.settings.admin_token is not None},
-    )
+    return page("admin.html", admin_login_screen(state.settings.admin_token is not None))
 
 
 @post("/admin/login", status_code=200)
@@ -136,7 +135,7 @@ async def login(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     form = await request.form()
     if not _token_ok(str(form.get("token") or ""), state.settings.admin_token):
         return Response("Wrong admin token.", status_code=401, media_type="text/plain")
-    response: Response[Any] = Response("", status_code=200, headers={"HX-Redirect": "/admin"})
+    response: Response[Any] = ClientRedirect("/admin")
     response.set_cookie(COOKIE, str(form.get("token")), httponly=True, samesite="strict", path="/")
     return response
 
@@ -145,16 +144,13 @@ async def login(request: Request[Any, Any, Any], state: State) -> Response[Any]:
 async def admin_page(request: Request[Any, Any, Any], state: State) -> Template | Redirect:
     if not _authorized(request):
         return Redirect("/admin/login")
-    return Template(
-        template_name="admin.html",
-        context={"nav": "admin", "models": _registry(state).all(), "registry": _registry(state)},
-    )
+    return page("admin.html", admin_screen(_registry(state)))
 
 
 @post("/admin/models/{model_id:str}/{action:str}", guards=[admin_guard], status_code=200)
 async def admin_action(
     model_id: FromPath[str], action: FromPath[str], request: Request[Any, Any, Any], state: State
-) -> Response[str]:
+) -> Template:
     registry = _registry(state)
     error = ""
     try:
@@ -164,7 +160,7 @@ async def admin_action(
             await _act(registry, model_id, action)
     except DomainError as exc:
         error = f"No model {model_id}." if isinstance(exc, UnknownModel) else exc.message
-    return block(request, "admin.html", "table", models=registry.all(), registry=registry, error=error)
+    return fragment("admin.html", "table", admin_screen(registry, error))
 
 
 page_handlers = [login_page, login, admin_page, admin_action]

@@ -13,6 +13,7 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.htmx import HTMXRequest
 from litestar.types import ExceptionHandlersMap
 
 from app.errors import Busy, Conflict, DomainError, Failed, Invalid, NoRoom, NotFound, RateLimited, Unavailable
@@ -85,7 +86,7 @@ def _is_json_api(request: Request[Any, Any, Any]) -> bool:
 def respond(request: Request[Any, Any, Any], error: APIError) -> Response[Any]:
     if _is_json_api(request):
         return Response(error.body(), status_code=error.status, headers=error.headers)
-    if request.headers.get("hx-request") == "true":
+    if isinstance(request, HTMXRequest) and request.htmx:
         return views.flash(error.message, error.status, error.headers)
     return Response(error.message, status_code=error.status, headers=error.headers, media_type=MediaType.TEXT)
 

@@ -7,9 +7,9 @@ over one SSE connection per turn whose events carry HTML (escaped while streamin
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
+from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
@@ -21,89 +21,61 @@ from app.errors import Invalid
 from app.routes.arena_api import SSE_HEADERS, last_event_id
 from app.routes.common import limit, visitor
 from app.web.render import stream_text
-from app.web.views import block, environment
-
-SCREENS = {
-    "anony": ("battle.html", "battle", "/"),
-    "named": ("compare.html", "compare", "/compare"),
-    "direct": ("chat.html", "chat", "/chat"),
-}
+from app.web.screens import ArenaScreen, arena_screen
+from app.web.views import environment, fragment, page
 
 
-@dataclass(frozen=True)
-class View:
-    reveal: dict[str, str]
-    new_url: str
-    max_turns: int
-    max_prompt_chars: int
+def _screen(state: State, mode: str, battle: LiveBattle | None) -> ArenaScreen:
+    return arena_screen(mode, battle, state.models, state.arena.limits)
 
 
-def _view(state: State, battle: LiveBattle | None, mode: str) -> View:
-    reveal: dict[str, str] = {}
-    if battle is not None and (battle.voted or battle.mode != "anony"):
-        for side, model_id in battle.models.items():
-            try:
-                reveal[side] = state.models.get(model_id).spec.display_name
-            except KeyError:
-                reveal[side] = model_id
-    settings = state.settings
-    return View(reveal, SCREENS[mode][2], settings.max_turns, settings.max_prompt_chars)
+def _page(state: State, mode: str, battle: LiveBattle | None) -> Template:
+    screen = _screen(state, mode, battle)
+    return page(screen.template, screen)
 
 
-def _models(state: State) -> list[Any]:
-    return [e for e in state.models.servable() if e.state != "down"]
-
-
-def _screen(request: Request[Any, Any, Any], state: State, mode: str, battle: LiveBattle | None) -> Template:
-    template, nav, _ = SCREENS[mode]
-    return Template(
-        template_name=template,
-        context={"battle": battle, "view": _view(state, battle, mode), "models": _models(state), "nav": nav},
-    )
-
-
-def _arena_block(request: Request[Any, Any, Any], state: State, battle: LiveBattle) -> Response[str]:
-    template = SCREENS[battle.mode][0]
-    return block(request, template, "arena", battle=battle, view=_view(state, battle, battle.mode))
+def _arena_block(state: State, battle: LiveBattle) -> HTMXBlockTemplate:
+    screen = _screen(state, battle.mode, battle)
+    return fragment(screen.template, "arena", screen)
 
 
 @get("/")
-async def battle_page(request: Request[Any, Any, Any], state: State) -> Template:
-    return _screen(request, state, "anony", None)
+async def battle_page(state: State) -> Template:
+    return _page(state, "anony", None)
 
 
 @get("/compare")
-async def compare_page(request: Request[Any, Any, Any], state: State) -> Template:
-    return _screen(request, state, "named", None)
+async def compare_page(state: State) -> Template:
+    return _page(state, "named", None)
 
 
 @get("/chat")
-async def chat_page(request: Request[Any, Any, Any], state: State) -> Template:
-    return _screen(request, state, "direct", None)
+async def chat_page(state: State) -> Template:
+    return _page(state, "direct", None)
 
 
 @get("/battle/{battle_id:str}")
-async def show_battle(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Template:
+async def show_battle(battle_id: FromPath[str], state: State) -> Template:
     battle = await state.arena.get(battle_id)
-    return _screen(request, state, battle.mode, battle)
+    return _page(state, battle.mode, battle)
 
 
 @post("/battle", status_code=200)
-async def start_battle(request: Request[Any, Any, Any], state: State) -> Response[str]:
+async def start_battle(request: Request[Any, Any, Any], state: State) -> HTMXBlockTemplate:
     form = await request.form()
     ip, voter = visitor(request, state)
     limit(state, "battle", ip)
     models = [str(m) for m in form.getall("models")] if "models" in form else None
     mode, prompt = str(form.get("mode") or "anony"), str(form.get("prompt") or "")
     battle = await state.arena.start(prompt, mode=mode, voter_hash=voter, models=models)
-    return _arena_block(request, state, battle)
+    return _arena_block(state, battle)
 
 
 @post("/battle/{battle_id:str}/turn", status_code=200)
-async def next_turn(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
+async def next_turn(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> HTMXBlockTemplate:
     form = await request.form()
     battle = await state.arena.add_turn(battle_id, str(form.get("prompt") or ""))
-    return _arena_block(request, state, battle)
+    return _arena_block(state, battle)
 
 
 @post("/battle/{battle_id:str}/stop", status_code=200)
@@ -114,17 +86,17 @@ async def stop(battle_id: FromPath[str], state: State) -> Response[str]:
 
 
 @post("/battle/{battle_id:str}/regenerate", status_code=200)
-async def regenerate(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
-    return _arena_block(request, state, await state.arena.regenerate(battle_id))
+async def regenerate(battle_id: FromPath[str], state: State) -> HTMXBlockTemplate:
+    return _arena_block(state, await state.arena.regenerate(battle_id))
 
 
 @post("/battle/{battle_id:str}/vote", status_code=200)
-async def vote(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
+async def vote(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> HTMXBlockTemplate:
     form = await request.form()
     ip, voter = visitor(request, state)
     limit(state, "vote", ip)
     await state.arena.vote(battle_id, str(form.get("winner") or ""), voter)
-    return _arena_block(request, state, await state.arena.get(battle_id))
+    return _arena_block(state, await state.arena.get(battle_id))
 
 
 @post("/battle/{battle_id:str}/feedback", status_code=200)
@@ -172,7 +144,7 @@ def _render_event(parts: Any, battle: LiveBattle, event: Event, event_id: int | 
             )
         )
         return _sse(f"{event.side}-set", html.strip("\n"), event_id)
-    html = str(parts.controls(battle, _view(state, battle, battle.mode)))
+    html = str(parts.controls(battle, _screen(state, battle.mode, battle).view))
     return _sse("done", html.strip("\n"), event_id)
 
 

@@ -1,0 +1,137 @@
+"""What each screen's template gets: a typed context, built by one function per screen.
+
+A route builds the context and hands it to :func:`app.web.views.page` (the whole page) or
+:func:`app.web.views.fragment` (one named block for htmx to swap). Templates read fields; they
+call no methods on services. The builders take plain inputs, so tests call them without HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from app.arena.live import LiveBattle
+from app.arena.service import Limits
+from app.registry.core import ModelEntry, Registry
+
+MB = 1024 * 1024
+
+# mode -> (template, nav tab, the start page's URL)
+ARENA_SCREENS = {
+    "anony": ("battle.html", "battle", "/"),
+    "named": ("compare.html", "compare", "/compare"),
+    "direct": ("chat.html", "chat", "/chat"),
+}
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the visitor may pick in a start form."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class BattleView:
+    """What a battle's blocks need besides the battle: revealed names, limits, the way back."""
+
+    reveal: dict[str, str]  # side -> display name, once the models may be named
+    new_url: str
+    max_turns: int
+    max_prompt_chars: int
+
+
+@dataclass(frozen=True)
+class ArenaScreen:
+    """battle.html, compare.html and chat.html, and their ``arena`` block."""
+
+    template: str
+    nav: str
+    mode: str
+    battle: LiveBattle | None
+    view: BattleView
+    models: list[ModelChoice] = field(default_factory=list)
+
+
+def display_names(models: Registry) -> dict[str, str]:
+    return {e.id: e.spec.display_name for e in models.all()}
+
+
+def battle_view(battle: LiveBattle | None, mode: str, names: Mapping[str, str], limits: Limits) -> BattleView:
+    """The models are named once the vote is in, or from the start outside anonymous battles."""
+    reveal: dict[str, str] = {}
+    if battle is not None and (battle.voted or battle.mode != "anony"):
+        reveal = {side: names.get(model_id, model_id) for side, model_id in battle.models.items()}
+    return BattleView(reveal, ARENA_SCREENS[mode][2], limits.max_turns, limits.max_prompt_chars)
+
+
+def arena_screen(mode: str, battle: LiveBattle | None, models: Registry, limits: Limits) -> ArenaScreen:
+    """A start page (no battle yet) or one battle, for the screen of ``mode``."""
+    template, nav, _ = ARENA_SCREENS[mode]
+    choices = [ModelChoice(e.id, e.spec.display_name) for e in models.servable() if e.state != "down"]
+    view = battle_view(battle, mode, display_names(models), limits)
+    return ArenaScreen(template, nav, mode, battle, view, choices)
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One row of the admin table."""
+
+    id: str
+    name: str
+    engine: str
+    state: str
+    loaded: bool
+    error: str
+    weight: float
+    memory_mb: float
+    queue_depth: int
+    tokens_per_second: float
+    errors: int
+    actions: list[str]
+
+
+@dataclass(frozen=True)
+class AdminScreen:
+    """admin.html: the sign-in form (``login``), or the models table and its ``table`` block."""
+
+    nav: str = "admin"
+    login: bool = False
+    enabled: bool = True  # an admin token is configured
+    models: list[ModelRow] = field(default_factory=list)
+    memory_in_use_mb: int = 0
+    memory_budget_mb: int = 0
+    error: str = ""
+
+
+def model_row(entry: ModelEntry) -> ModelRow:
+    d = entry.describe()
+    actions = ["resume" if d["state"] == "paused" else "pause", "unload" if d["loaded"] else "load", "remove"]
+    return ModelRow(
+        d["id"],
+        d["name"],
+        d["engine"],
+        d["state"],
+        d["loaded"],
+        d["error"] or "",
+        d["weight"],
+        d["memory_mb"],
+        d["queue_depth"],
+        d["tokens_per_second"],
+        d["errors"],
+        actions,
+    )
+
+
+def admin_screen(models: Registry, error: str = "") -> AdminScreen:
+    return AdminScreen(
+        models=[model_row(e) for e in models.all()],
+        memory_in_use_mb=int(round(models.memory_in_use() / MB, 0)),
+        memory_budget_mb=int(round(models.memory_budget / MB, 0)),
+        error=error,
+    )
+
+
+def admin_login_screen(enabled: bool) -> AdminScreen:
+    return AdminScreen(login=True, enabled=enabled)
