@@ -71,6 +71,14 @@ def _turns(battle: LiveBattle) -> list[dict[str, Any]]:
     return turns
 
 
+async def _started(arena: Arena, battle: LiveBattle, wait: bool, **out: Any) -> dict[str, Any]:
+    """The answer to a new battle or turn: ``out``, plus every turn's answers once done if ``wait``."""
+    if wait:
+        await arena.wait(battle)
+        out["turns"] = _turns(battle)
+    return out
+
+
 @post("/battles", status_code=201)
 async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     body = validated(NewBattleBody, await _json_body(request))
@@ -78,11 +86,7 @@ async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[s
     limit(state, "battle", ip)
     arena: Arena = state.arena
     battle = await arena.start(body.prompt, mode=body.mode, voter_hash=voter, models=body.models)
-    out: dict[str, Any] = {"id": battle.id}
-    if body.wait:
-        await arena.wait(battle)
-        out["turns"] = _turns(battle)
-    return out
+    return await _started(arena, battle, body.wait, id=battle.id)
 
 
 @post("/battles/{battle_id:str}/messages", status_code=201)
@@ -90,11 +94,7 @@ async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any],
     body = validated(MessageBody, await _json_body(request))
     arena: Arena = state.arena
     battle = await arena.add_turn(battle_id, body.prompt)
-    out: dict[str, Any] = {"id": battle.id, "turn": len(battle.history) + 1}
-    if body.wait:
-        await arena.wait(battle)
-        out["turns"] = _turns(battle)
-    return out
+    return await _started(arena, battle, body.wait, id=battle.id, turn=len(battle.history) + 1)
 
 
 @post("/battles/{battle_id:str}/vote", status_code=200)
@@ -115,6 +115,8 @@ async def battle_state(battle_id: FromPath[str], state: State) -> dict[str, Any]
         "mode": battle.mode,
         "status": "voted"
         if battle.voted
+        else "interrupted"
+        if battle.interrupted
         else ("failed" if battle.failed else ("generating" if battle.busy else "open")),
         "turns": _turns(battle),
         "models": ({"a": battle.models["a"], "b": battle.models.get("b")} if reveal else None),
