@@ -12,6 +12,7 @@ from typing import Any
 from app.cli import data as cli_data
 from app.cli import doctor as cli_doctor
 from app.cli import models as cli_models
+from app.cli import train as cli_train
 from app.cli.common import CommandError, add_setting_flags, settings_from
 from app.settings import Settings, SettingsError
 
@@ -47,6 +48,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], list[str], str]] 
     "battles": (cli_data.cmd_battles, cli_data.DB_FLAGS, "Import or export battles (FastChat format)."),
     "scores": (cli_data.cmd_scores, cli_data.DB_FLAGS, "Import benchmark scores from a CSV file."),
     "doctor": (cli_doctor.run, cli_doctor.FLAGS, "Check the llama.cpp engine build on this CPU and the models."),
+    "train": (cli_train.run, cli_train.FLAGS, cli_train.HELP),
 }
 
 EXTRA_ARGUMENTS = {
@@ -54,6 +56,7 @@ EXTRA_ARGUMENTS = {
     "leaderboard": cli_data.add_leaderboard_arguments,
     "battles": cli_data.add_battles_arguments,
     "scores": cli_data.add_scores_arguments,
+    "train": cli_train.add_arguments,
 }
 
 

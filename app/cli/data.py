@@ -149,12 +149,23 @@ def _print_board(out: dict[str, Any], fmt: str) -> None:
 
 def add_battles_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("import", "export"))
-    parser.add_argument("file", type=Path)
+    parser.add_argument("file", type=Path, nargs="?")
     parser.add_argument("--all", action="store_true", help="export: named (side-by-side) battles too.")
+    parser.add_argument(
+        "--preferences", type=Path, metavar="FILE", help="export: {prompt, chosen, rejected} JSONL from decisive votes."
+    )
 
 
 def cmd_battles(args: argparse.Namespace) -> int:
     settings = settings_from(args, DB_FLAGS)
+    if args.action == "export" and args.preferences is not None:
+        from app.store.preferences import export_preferences
+
+        with _connect(settings) as conn:
+            print(f"{export_preferences(conn, args.preferences).summary()} to {args.preferences}")
+        return 0
+    if args.file is None:
+        raise CommandError(f"battles {args.action}: give a FILE (export also takes --preferences FILE)")
     if args.action == "import":
         report = Report()
         try:
