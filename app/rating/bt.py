@@ -9,9 +9,12 @@ Hessian (n x n, built from the cells) converges in a handful of iterations.
 Identification: ratings are only defined up to a constant. Without an anchor the
 mean rating (over models that played) is `init`; with `anchor=(name, score)`
 all ratings are shifted by one constant so that model has that score. When the
-MLE does not exist (see `numerics.is_identifiable`) a tiny ridge keeps the
-ratings finite; each group of models that never met another group is then
-centred on `init` separately.
+MLE does not exist (see `numerics.is_identifiable`: a model with only wins or only
+losses, or groups of models that never met) a weak prior keeps the ratings finite
+and honest: a standard normal on each natural-unit strength (`PRIOR_RIDGE`), so a
+lone win moves a model by about 70 points rather than to infinity. Each group of
+models that never met another group is then centred on `init` separately, and the
+intervals are those of the posterior (see `intervals`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from app.rating.cells import TIE, WIN_I, WIN_J, Cells
 from app.rating.numerics import (
-    DEGENERATE_RIDGE,
+    PRIOR_RIDGE,
     BoolArray,
     FloatArray,
     IntArray,
@@ -115,6 +118,50 @@ def _line_search(
             return cand, t
 
 
+Derivatives = Callable[[FloatArray], tuple[FloatArray, FloatArray]]
+"""params -> (gradient, Hessian) of the objective, the Hessian already made invertible."""
+
+
+def newton(
+    objective: Callable[[FloatArray], float],
+    derivatives: Derivatives,
+    start: FloatArray,
+    *,
+    recentre: Callable[[FloatArray], FloatArray],
+    tol: float = 1e-8,
+    max_iter: int = 100,
+) -> tuple[FloatArray, bool, int, float]:
+    """Damped Newton's method for a convex objective: (params, converged, iterations, grad max-abs).
+
+    ``recentre`` maps each accepted point back onto the identified subspace (e.g. mean-zero
+    strengths). Shared by the pair-cell fit here and the per-battle style-controlled fit."""
+    params = recentre(np.array(start, dtype=np.float64))
+    value = objective(params)
+    iterations, grad_norm = 0, np.inf
+    while True:
+        grad, hess = derivatives(params)
+        grad_norm = float(np.max(np.abs(grad))) if grad.size else 0.0
+        if grad_norm <= tol:
+            return params, True, iterations, grad_norm
+        if iterations >= max_iter:
+            return params, False, iterations, grad_norm
+        try:
+            step = np.asarray(np.linalg.solve(hess, -grad), dtype=np.float64)
+        except np.linalg.LinAlgError:
+            return params, False, iterations, grad_norm
+        cand, t = _line_search(objective, params, step, value, float(grad @ step))
+        iterations += 1
+        if t < 1e-12:  # no progress possible at float precision
+            return params, False, iterations, grad_norm
+        params = recentre(cand)
+        value = objective(params)
+
+
+def _centred(theta: FloatArray) -> FloatArray:
+    out: FloatArray = theta - theta.mean() if theta.size else theta
+    return out
+
+
 def newton_bt(
     i: IntArray,
     j: IntArray,
@@ -134,38 +181,24 @@ def newton_bt(
     s = weights[:, WIN_I] + 0.5 * weights[:, TIE]  # score of i against j
     w_tot = weights.sum(axis=1)
     f = w_tot - s  # score of j against i
-    theta = np.zeros(n) if start is None else np.array(start, dtype=np.float64)
-    theta -= theta.mean() if n else 0.0
     null_fix = np.full((n, n), 1.0 / n) if ridge == 0.0 and n else np.zeros((n, n))
-    eye_ridge = ridge * np.eye(n)
-    grad_norm = np.inf
-    iterations = 0
-    converged = False
-    value = _nll(theta, i, j, s, f, ridge)
-    while True:
-        d = theta[i] - theta[j]
-        p = expit(d)
+    fix = ridge * np.eye(n) + null_fix
+
+    def derivatives(theta: FloatArray) -> tuple[FloatArray, FloatArray]:
+        p = expit(theta[i] - theta[j])
         r = s - w_tot * p  # d loglik / d d
         grad = np.bincount(j, r, n) - np.bincount(i, r, n) + ridge * theta
-        grad_norm = float(np.max(np.abs(grad))) if n else 0.0
-        if grad_norm <= tol:
-            converged = True
-            break
-        if iterations >= max_iter:
-            break
-        hess = pair_laplacian(i, j, w_tot * p * (1.0 - p), n) + eye_ridge + null_fix
-        try:
-            step = np.asarray(np.linalg.solve(hess, -grad), dtype=np.float64)
-        except np.linalg.LinAlgError:
-            break
-        cand, t = _line_search(lambda x: _nll(x, i, j, s, f, ridge), theta, step, value, float(grad @ step))
-        iterations += 1
-        if t < 1e-12:  # no progress possible at float precision
-            break
-        theta = cand - cand.mean()
-        value = _nll(theta, i, j, s, f, ridge)
-    info = FitInfo(converged, iterations, grad_norm, ridge, ridge == 0.0)
-    return theta, info
+        return grad, pair_laplacian(i, j, w_tot * p * (1.0 - p), n) + fix
+
+    theta, converged, iterations, grad_norm = newton(
+        lambda x: _nll(x, i, j, s, f, ridge),
+        derivatives,
+        np.zeros(n) if start is None else start,
+        recentre=_centred,
+        tol=tol,
+        max_iter=max_iter,
+    )
+    return theta, FitInfo(converged, iterations, grad_norm, ridge, ridge == 0.0)
 
 
 def compact(cells: Cells, weights: FloatArray) -> tuple[BoolArray, IntArray, IntArray, FloatArray]:
@@ -190,7 +223,7 @@ def choose_ridge(i: IntArray, j: IntArray, weights: FloatArray, n: int, ridge: f
                 "(some model only wins or only loses, or models never met); use ridge=None"
             )
         return ridge, ok
-    return (0.0 if ok else DEGENERATE_RIDGE), ok
+    return (0.0 if ok else PRIOR_RIDGE), ok
 
 
 def fit_bradley_terry(
@@ -213,7 +246,7 @@ def fit_bradley_terry(
             If the model is absent or never played, the fit is left unanchored
             and `anchored` is False.
         base, scale, init: rating scale (10, 400, 1000 as in Elo / LMArena).
-        ridge: None chooses 0 when the MLE exists and `DEGENERATE_RIDGE` when not;
+        ridge: None chooses 0 when the MLE exists and the prior `PRIOR_RIDGE` when not;
             a number forces that ridge (0 on degenerate data raises ValueError).
         tol: target max-abs gradient of the summed negative log-likelihood.
         max_iter: Newton iteration cap.

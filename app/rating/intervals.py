@@ -9,7 +9,9 @@ cells: a cell with wins_i, wins_j and ties at fitted p contributes
 times (e_i - e_j)(e_i - e_j)^T, where W sums battle weights and w2 squared
 weights. H^+ is the inverse on the mean-zero subspace, so the intervals are
 those of mean-centred ratings. An anchor only shifts them by the same constant
-as the ratings (the anchor model keeps its own uncertainty).
+as the ratings (the anchor model keeps its own uncertainty). When the MLE does
+not exist the fit uses a prior (see `bt`), and the intervals are the posterior's
+normal approximation inv(H + ridge I), for the bootstrap too (as a floor).
 
 Bootstrap (option): multinomial resampling of the aggregated cell counts (each
 (pair, outcome) category drawn in proportion to its count, N battles per round),
@@ -61,20 +63,31 @@ def z_value(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2.0)
 
 
+def _bread(cells: Cells, fit: BTFit) -> tuple[FloatArray, FloatArray, IntArray, IntArray, FloatArray]:
+    """(Hessian of the active models, their theta, pair indices, fitted p, cell rows used)."""
+    active, ci, cj, w = compact(cells, cells.weights)
+    theta = fit.theta[active]
+    p = expit(theta[ci] - theta[cj])
+    return pair_laplacian(ci, cj, w.sum(axis=1) * p * (1.0 - p), theta.size), p, ci, cj, w
+
+
 def sandwich_covariance(cells: Cells, fit: BTFit) -> FloatArray:
     """Robust covariance of the active models' natural-unit strengths.
 
-    Returned for active models only (rows/columns in model order)."""
-    active, ci, cj, w = compact(cells, cells.weights)
+    Returned for active models only (rows/columns in model order). When the MLE does not
+    exist and the fit used the prior, this is the posterior covariance inv(H + ridge I)
+    instead: a sandwich built from a handful of one-sided votes would claim a certainty
+    the data do not have."""
+    bread, p, ci, cj, _ = _bread(cells, fit)
+    n = bread.shape[0]
+    ridge = fit.info.ridge
+    if not fit.info.identifiable:
+        posterior: FloatArray = constrained_inverse(bread + ridge * np.eye(n), None)
+        return posterior
     rows = cells.weights.sum(axis=1) > 0
     w2 = cells.weights_sq[rows]
-    theta = fit.theta[active]
-    n = theta.size
-    p = expit(theta[ci] - theta[cj])
-    bread = pair_laplacian(ci, cj, w.sum(axis=1) * p * (1.0 - p), n)
     meat_vals = w2[:, WIN_I] * (1.0 - p) ** 2 + w2[:, WIN_J] * p**2 + w2[:, TIE] * (0.5 - p) ** 2
     meat = pair_laplacian(ci, cj, meat_vals, n)
-    ridge = fit.info.ridge
     if ridge > 0.0:
         inv = constrained_inverse(bread + ridge * np.eye(n), None)
     else:
@@ -142,6 +155,10 @@ def bootstrap_intervals(
     upper = np.percentile(samples, 100.0 - tail, axis=0)
     std = samples.std(axis=0)
     inactive = ~fit.active
+    if not fit.info.identifiable:  # resampling one-sided votes cannot show their uncertainty
+        prior = sandwich_intervals(cells, fit, level=level)
+        lower, upper = np.minimum(lower, prior.lower), np.maximum(upper, prior.upper)
+        std = np.maximum(std, prior.std)
     lower[inactive], upper[inactive], std[inactive] = -np.inf, np.inf, np.inf
     return Intervals(lower, upper, "bootstrap", level, rounds, std)
 

@@ -12,11 +12,12 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 BoolArray = NDArray[np.bool_]
 
-# The ridge added when the maximum-likelihood estimate does not exist (a model that
-# only wins or only loses within its component, or models split into components
-# that never met). It is on the scale of the summed log-likelihood, so it is worth a
-# thousandth of one battle: negligible on real data, enough to keep ratings finite.
-DEGENERATE_RIDGE = 1e-3
+# The prior used when the maximum-likelihood estimate does not exist (a model that only
+# wins or only loses within its component, or models split into components that never
+# met): an L2 penalty of PRIOR_RIDGE / 2 * theta^2 on the summed log-likelihood, i.e. a
+# standard normal prior on each natural-unit strength (one unit is about 174 rating
+# points). Weak next to real data, strong enough that one vote cannot read as certainty.
+PRIOR_RIDGE = 1.0
 
 
 def expit(x: FloatArray) -> FloatArray:

@@ -1,13 +1,21 @@
-"""Vote-level leaderboard options as pure functions: prompt cap, voter filter and
-inverse-probability weights turn individual votes into (possibly weighted) pair counts."""
+"""Vote-level leaderboard options as pure functions.
+
+A prompt cap and the voter filter choose which votes count; inverse-probability weighting gives
+each kept vote a weight. The result is a :class:`Selection`: the votes kept and their weights,
+which go to the rating functions as weights (never folded into the counts), so vote counts stay
+counts and the intervals see each vote's weight. The same selection feeds the plain fit, the
+style-controlled fit and every category.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from app.rating.cells import Cells, cells_from_pair_counts
+from app.rating.cells import Cells, aggregate_battles, cells_from_pair_counts
+from app.rating.numerics import BoolArray, FloatArray
 from app.rating.sampling import cap_repeated_prompts, inverse_probability_weights
 from app.rating.voters import flag_anomalous_voters
 
@@ -18,7 +26,7 @@ class Counts:
 
     model_a: list[str]
     model_b: list[str]
-    wins_a: list[float]  # counts, or sums of weights when votes are weighted
+    wins_a: list[float]
     wins_b: list[float]
     ties: list[float]
 
@@ -45,19 +53,56 @@ class Options:
 
 @dataclass(frozen=True)
 class VoteRows:
+    """Individual votes of one category, parallel lists (style features optional)."""
+
     model_a: list[str]
     model_b: list[str]
     winner: list[str]
     pair_prob: list[float]
     voter: list[str]
     prompt: list[str]
+    features_a: list[tuple[int, ...]] = field(default_factory=list)
+    features_b: list[tuple[int, ...]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.winner)
 
 
-def apply_options(rows: VoteRows, options: Options) -> tuple[Counts, dict[str, int]]:
-    """Filter and weight the votes, then aggregate them into (possibly weighted) counts."""
-    n = len(rows.winner)
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """The votes an option set keeps (a mask over the rows) and their weights (None: all 1)."""
+
+    keep: BoolArray
+    weights: FloatArray | None
+    report: dict[str, Any]
+
+    @property
+    def used(self) -> int:
+        return int(self.keep.sum())
+
+
+def options_block(options: Options, votes: int, used: int) -> dict[str, Any]:
+    """The response's ``options``: what was asked and how many votes the scores come from."""
+    return {
+        "inverse_probability": options.inverse_probability,
+        "max_per_prompt": options.max_per_prompt,
+        "filter_voters": options.filter_voters,
+        "votes": votes,
+        "dropped_repeated_prompts": 0,
+        "dropped_anomalous_voters": 0,
+        "flagged_voters": 0,
+        "votes_used": used,
+        "weighted": options.inverse_probability,
+    }
+
+
+def select_votes(rows: VoteRows, options: Options) -> Selection:
+    """Apply the prompt cap and the voter filter, then weight the kept votes.
+
+    Inverse-probability weights are normalised to mean 1 over the kept votes."""
+    n = len(rows)
     keep = np.ones(n, dtype=bool)
-    report = {"votes": n, "dropped_repeated_prompts": 0, "dropped_anomalous_voters": 0, "flagged_voters": 0}
+    report = options_block(options, n, n)
     if options.max_per_prompt > 0 and n:
         capped = cap_repeated_prompts(np.array(rows.prompt, dtype=object), options.max_per_prompt)
         report["dropped_repeated_prompts"] = int((keep & ~capped).sum())
@@ -68,26 +113,52 @@ def apply_options(rows: VoteRows, options: Options) -> tuple[Counts, dict[str, i
         report["flagged_voters"] = len(voters.flagged_users())
         report["dropped_anomalous_voters"] = int((keep & ~mask).sum())
         keep &= mask
-    weights = (
-        inverse_probability_weights(np.array(rows.pair_prob, dtype=float))
-        if options.inverse_probability
-        else np.ones(n)
-    )
-    tallies: dict[tuple[str, str], list[float]] = {}
-    for i in np.flatnonzero(keep).tolist():
-        a, b, winner = rows.model_a[i], rows.model_b[i], rows.winner[i]
-        if a > b:
-            a, b = b, a
-            winner = {"model_a": "model_b", "model_b": "model_a"}.get(winner, winner)
-        cell = tallies.setdefault((a, b), [0.0, 0.0, 0.0])
-        cell[{"model_a": 0, "model_b": 1}.get(winner, 2)] += float(weights[i])
-    pairs = list(tallies.items())
-    counts = Counts(
-        [p[0][0] for p in pairs],
-        [p[0][1] for p in pairs],
-        [p[1][0] for p in pairs],
-        [p[1][1] for p in pairs],
-        [p[1][2] for p in pairs],
-    )
+    weights = None
+    if options.inverse_probability and keep.any():
+        weights = inverse_probability_weights(np.asarray(rows.pair_prob, dtype=np.float64)[keep])
     report["votes_used"] = int(keep.sum())
-    return counts, report
+    return Selection(keep, weights, report)
+
+
+def selected_cells(rows: VoteRows, selection: Selection) -> Cells:
+    """The kept votes aggregated into cells: raw counts, and the weights as weights."""
+    pick = np.flatnonzero(selection.keep)
+    a = np.asarray(rows.model_a, dtype=object)[pick]
+    b = np.asarray(rows.model_b, dtype=object)[pick]
+    winner = np.asarray(rows.winner, dtype=object)[pick]
+    return aggregate_battles(a, b, winner, weights=selection.weights)
+
+
+def select_rows(rows: VoteRows, selection: Selection) -> VoteRows:
+    """Only the kept rows (same order)."""
+    idx = np.flatnonzero(selection.keep).tolist()
+
+    def take(values: list[Any]) -> list[Any]:
+        return [values[i] for i in idx] if values else []
+
+    return VoteRows(
+        take(rows.model_a),
+        take(rows.model_b),
+        take(rows.winner),
+        take(rows.pair_prob),
+        take(rows.voter),
+        take(rows.prompt),
+        take(rows.features_a),
+        take(rows.features_b),
+    )
+
+
+def apply_options(rows: VoteRows, options: Options) -> tuple[Counts, dict[str, Any]]:  # transitional
+    selection = select_votes(rows, options)
+    cells = selected_cells(rows, selection)
+    names = cells.models
+    return (
+        Counts(
+            [names[k] for k in cells.i.tolist()],
+            [names[k] for k in cells.j.tolist()],
+            cells.weights[:, 0].tolist(),
+            cells.weights[:, 1].tolist(),
+            cells.weights[:, 2].tolist(),
+        ),
+        selection.report,
+    )

@@ -6,8 +6,8 @@ two sides' counts, z-scored over the battles. A positive beta means voters
 prefer more of that feature at equal model strength; theta is then the strength
 "with style held equal". Fitted by Newton on the exact Hessian over the battle
 rows (features vary per battle, so there is no aggregation into pair cells);
-sandwich intervals from per-battle scores. Ratings use the same scale, mean and
-anchor rules as `fit_bradley_terry`.
+sandwich intervals from per-battle scores. Ratings use the same scale, mean,
+anchor and prior rules as `fit_bradley_terry`, and the same Newton solver.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from app.rating.bt import FitInfo, anchor_offset
+from app.rating.bt import FitInfo, anchor_offset, newton
 from app.rating.cells import factorize_models, outcome_codes
 from app.rating.intervals import z_value
 from app.rating.numerics import (
-    DEGENERATE_RIDGE,
+    PRIOR_RIDGE,
     BoolArray,
     FloatArray,
     IntArray,
@@ -110,6 +110,104 @@ def _blocks(a: IntArray, b: IntArray, x: FloatArray, n: int, v: FloatArray) -> F
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class _Battles:
+    """The battles a style fit uses: compact model indices, outcomes, weights, design."""
+
+    names: tuple[str, ...]
+    active: BoolArray
+    a: IntArray
+    b: IntArray
+    y: FloatArray  # 1 a won, 0 b won, 0.5 tie
+    w: FloatArray
+    x: FloatArray  # design columns that vary
+    varies: BoolArray
+
+    @property
+    def n(self) -> int:
+        return int(self.active.sum())
+
+
+def _battles(
+    model_a: ArrayLike,
+    model_b: ArrayLike,
+    winner: ArrayLike,
+    features_a: ArrayLike,
+    features_b: ArrayLike,
+    models: Sequence[str] | None,
+    n_features: int,
+    weights: ArrayLike | None,
+) -> _Battles:
+    names, ia, ib = factorize_models(model_a, model_b, models)
+    codes = outcome_codes(winner)
+    x_all, varies = style_design(features_a, features_b)
+    if codes.shape != ia.shape or x_all.shape[0] != ia.size:
+        raise ValueError("every per-battle array must have one entry per battle")
+    if x_all.shape[1] != n_features:
+        raise ValueError("feature_names must name every feature column")
+    w_all = np.ones(ia.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w_all.shape != ia.shape or not np.isfinite(w_all).all() or (w_all < 0).any():
+        raise ValueError("weights must be finite, non-negative and one per battle")
+    keep = (ia != ib) & (w_all > 0)
+    ia, ib, codes = ia[keep], ib[keep], codes[keep]
+    active = np.zeros(len(names), dtype=bool)
+    active[ia] = True
+    active[ib] = True
+    index = np.cumsum(active) - 1
+    y = np.where(codes == 0, 1.0, np.where(codes == 1, 0.0, 0.5))
+    return _Battles(names, active, index[ia], index[ib], y, w_all[keep], x_all[keep][:, varies], varies)
+
+
+def _choose_ridge(d: _Battles, ridge: float | None) -> tuple[float, bool]:
+    ok = is_identifiable(d.a, d.b, (d.y > 0) * d.w, (d.y < 1) * d.w, d.n)
+    if ridge is None:
+        return (0.0 if ok else PRIOR_RIDGE), ok
+    if ridge == 0.0 and not ok:
+        raise ValueError("the maximum-likelihood ratings do not exist for these data")
+    return float(ridge), ok
+
+
+def _fit(d: _Battles, ridge: float, tol: float, max_iter: int) -> tuple[FloatArray, bool, int, float]:
+    """Newton (the solver of `bt`) on strengths and style coefficients jointly."""
+    n, f = d.n, d.x.shape[1]
+    null = np.zeros((n + f, 1))
+    if n:
+        null[:n, 0] = 1.0 / np.sqrt(n)
+    fix = null @ null.T if ridge == 0.0 else ridge * np.eye(n + f)
+
+    def nll(params: FloatArray) -> float:
+        t = _terms(params, d.a, d.b, d.x, n)
+        return float(d.w @ (d.y * softplus(-t) + (1.0 - d.y) * softplus(t)) + 0.5 * ridge * params @ params)
+
+    def derivatives(params: FloatArray) -> tuple[FloatArray, FloatArray]:
+        p = expit(_terms(params, d.a, d.b, d.x, n))
+        r = d.w * (d.y - p)
+        grad = np.concatenate([np.bincount(d.b, r, n) - np.bincount(d.a, r, n), -(d.x.T @ r)])
+        return grad + ridge * params, _blocks(d.a, d.b, d.x, n, d.w * p * (1.0 - p)) + fix
+
+    def recentre(params: FloatArray) -> FloatArray:
+        if n:
+            params[:n] -= params[:n].mean()
+        return params
+
+    return newton(nll, derivatives, np.zeros(n + f), recentre=recentre, tol=tol, max_iter=max_iter)
+
+
+def _variances(d: _Battles, params: FloatArray, ridge: float, identifiable: bool) -> FloatArray:
+    """Sandwich variances of (strengths, coefficients); the posterior's when the prior was used."""
+    n, f = d.n, d.x.shape[1]
+    p = expit(_terms(params, d.a, d.b, d.x, n))
+    bread = _blocks(d.a, d.b, d.x, n, d.w * p * (1.0 - p))
+    if not identifiable:
+        return np.clip(np.diag(constrained_inverse(bread + ridge * np.eye(n + f), None)), 0.0, None)
+    meat = _blocks(d.a, d.b, d.x, n, (d.w * (d.y - p)) ** 2)
+    null = np.zeros((n + f, 1))
+    if n:
+        null[:n, 0] = 1.0 / np.sqrt(n)
+    inv = constrained_inverse(bread + ridge * np.eye(n + f), None if ridge else null)
+    return np.clip(np.diag(inv @ meat @ inv), 0.0, None)
+
+
 def fit_style_control(
     model_a: ArrayLike,
     model_b: ArrayLike,
@@ -141,93 +239,39 @@ def fit_style_control(
     """
     factor = rating_factor(base, scale)
     z = z_value(level)
-    names, ia, ib = factorize_models(model_a, model_b, models)
-    codes = outcome_codes(winner)
-    x_all, varies = style_design(features_a, features_b)
-    if codes.shape != ia.shape or x_all.shape[0] != ia.size:
-        raise ValueError("every per-battle array must have one entry per battle")
-    if x_all.shape[1] != len(feature_names):
-        raise ValueError("feature_names must name every feature column")
-    w_all = np.ones(ia.size) if weights is None else np.asarray(weights, dtype=np.float64)
-    keep = (ia != ib) & (w_all > 0)
-    ia, ib, codes, w, x = ia[keep], ib[keep], codes[keep], w_all[keep], x_all[keep][:, varies]
-    active = np.zeros(len(names), dtype=bool)
-    active[ia] = True
-    active[ib] = True
-    index = np.cumsum(active) - 1
-    a, b = index[ia], index[ib]
-    n, f = int(active.sum()), x.shape[1]
-    y = np.where(codes == 0, 1.0, np.where(codes == 1, 0.0, 0.5))
-    win_a = (y > 0).astype(np.float64) * w
-    win_b = (y < 1).astype(np.float64) * w
-    ok = is_identifiable(a, b, win_a, win_b, n)
-    if ridge is None:
-        use_ridge = 0.0 if ok else DEGENERATE_RIDGE
-    elif ridge == 0.0 and not ok:
-        raise ValueError("the maximum-likelihood ratings do not exist for these data")
-    else:
-        use_ridge = float(ridge)
-    null = np.zeros((n + f, 1))
-    if n:
-        null[:n, 0] = 1.0 / np.sqrt(n)
-    fix = null @ null.T if use_ridge == 0.0 else use_ridge * np.eye(n + f)
-
-    def nll(params: FloatArray) -> float:
-        d = _terms(params, a, b, x, n)
-        return float(w @ (y * softplus(-d) + (1.0 - y) * softplus(d)) + 0.5 * use_ridge * params @ params)
-
-    params = np.zeros(n + f)
-    value = nll(params)
-    iterations, converged, grad_norm = 0, False, np.inf
-    while True:
-        p = expit(_terms(params, a, b, x, n))
-        r = w * (y - p)
-        grad = np.concatenate([np.bincount(b, r, n) - np.bincount(a, r, n), -(x.T @ r)])
-        grad += use_ridge * params
-        grad_norm = float(np.max(np.abs(grad))) if grad.size else 0.0
-        if grad_norm <= tol:
-            converged = True
-            break
-        if iterations >= max_iter:
-            break
-        hess = _blocks(a, b, x, n, w * p * (1.0 - p))
-        step = np.linalg.solve(hess + fix, -grad)
-        t, slope, slack = 1.0, float(grad @ step), 1e-12 * (1.0 + abs(value))
-        while nll(params + t * step) > value + 1e-4 * t * slope + slack and t >= 1e-12:
-            t *= 0.5
-        iterations += 1
-        if t < 1e-12:
-            break
-        params = params + t * step
-        if n:
-            params[:n] -= params[:n].mean()
-        value = nll(params)
-
-    p = expit(_terms(params, a, b, x, n))
-    bread = _blocks(a, b, x, n, w * p * (1.0 - p))
-    meat = _blocks(a, b, x, n, (w * (y - p)) ** 2)
-    inv = constrained_inverse(bread + use_ridge * np.eye(n + f), None if use_ridge else null)
-    var = np.clip(np.diag(inv @ meat @ inv), 0.0, None)
-
-    theta = np.zeros(len(names))
-    theta[active] = params[:n]
-    offset, anchored = anchor_offset(names, theta, active, anchor, init, factor)
+    d = _battles(
+        model_a,
+        model_b,
+        winner,
+        features_a,
+        features_b,
+        models,
+        len(feature_names),
+        weights,
+    )
+    use_ridge, ok = _choose_ridge(d, ridge)
+    params, converged, iterations, grad_norm = _fit(d, use_ridge, tol, max_iter)
+    var = _variances(d, params, use_ridge, ok)
+    n = d.n
+    theta = np.zeros(len(d.names))
+    theta[d.active] = params[:n]
+    offset, anchored = anchor_offset(d.names, theta, d.active, anchor, init, factor)
     ratings = init + offset + factor * theta
-    std = np.full(len(names), np.inf)
-    std[active] = factor * np.sqrt(var[:n])
+    std = np.full(len(d.names), np.inf)
+    std[d.active] = factor * np.sqrt(var[:n])
     coef = np.zeros(len(feature_names))
     se = np.full(len(feature_names), np.inf)
-    coef[varies] = params[n:]
-    se[varies] = np.sqrt(var[n:])
+    coef[d.varies] = params[n:]
+    se[d.varies] = np.sqrt(var[n:])
     info = FitInfo(converged, iterations, grad_norm, use_ridge, ok)
     return StyleFit(
-        names,
+        d.names,
         theta,
         ratings,
         ratings - z * std,
         ratings + z * std,
         offset,
-        active,
+        d.active,
         anchored,
         dict(zip(feature_names, coef.tolist(), strict=True)),
         dict(zip(feature_names, se.tolist(), strict=True)),
