@@ -29,8 +29,9 @@ from app.engines.base import (
     Delta,
     Engine,
     EngineError,
-    EngineOverloaded,
+    EngineStats,
     FinishReason,
+    Gate,
     GenerationRequest,
 )
 from app.engines.chat_formats import FORMATS, Prompt
@@ -82,6 +83,7 @@ class LlamaWeights:
         self._vocab: Any = None
         self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._contexts: list[Any] = []
+        self._adapters: dict[str, Any] = {}  # LoRA GGUF path -> adapter (freed with the model)
         self._lock = threading.Lock()
         self.size_bytes = os.path.getsize(path)
 
@@ -147,6 +149,34 @@ class LlamaWeights:
     def release(self, slot: Any) -> None:
         self._free.put(slot)
 
+    def load_adapter(self, lora: str) -> Any:
+        """A LoRA adapter GGUF over these weights, loaded once and shared by every context."""
+        llama_cpp = _llama()
+        with self._lock:
+            if lora not in self._adapters:
+                adapter = llama_cpp.llama_adapter_lora_init(self._model, lora.encode())
+                if not adapter:
+                    raise EngineError(f"could not load the LoRA adapter {os.path.basename(lora)} over these weights")
+                self._adapters[lora] = adapter
+            return self._adapters[lora]
+
+    def use_adapter(self, slot: Any, lora: str) -> None:
+        """Put ``lora`` (or none, for "") on a borrowed context; its cached prompt is dropped on a switch."""
+        if slot.lora == lora:
+            return
+        llama_cpp = _llama()
+        if lora:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.load_adapter(lora))
+            scales = (ctypes.c_float * 1)(1.0)
+            rc = llama_cpp.llama_set_adapters_lora(slot.ctx, adapters, 1, scales)
+        else:
+            rc = llama_cpp.llama_set_adapters_lora(slot.ctx, None, 0, None)
+        if rc != 0:
+            raise EngineError(f"could not set the LoRA adapter {os.path.basename(lora) or '(none)'}")
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(slot.ctx), True)
+        slot.tokens = []
+        slot.lora = lora
+
     def close(self) -> None:
         if self._model is None:
             return
@@ -155,6 +185,7 @@ class LlamaWeights:
             for ctx in self._contexts:
                 llama_cpp.llama_free(ctx)
             self._contexts.clear()
+            self._adapters.clear()
             self._free = queue.SimpleQueue()
             llama_cpp.llama_model_free(self._model)
             self._model = None
@@ -166,6 +197,7 @@ class _Slot:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         self.tokens: list[int] = []
+        self.lora = ""  # the LoRA adapter GGUF set on this context
 
 
 class LlamaCppEngine(Engine):
@@ -181,30 +213,35 @@ class LlamaCppEngine(Engine):
         chat_format: str = "gemma",
         parallel: int = 2,
         max_queue: int = 16,
+        lora: str = "",
     ) -> None:
         if chat_format not in FORMATS:
             raise ValueError(f"unknown chat_format {chat_format!r}; known: {sorted(FORMATS)}")
         self.weights = weights
+        self.lora = lora  # a LoRA adapter GGUF applied over the shared weights ("" for none)
         self.budget = budget
         self.format = FORMATS[chat_format]
         self.max_context = weights.n_ctx
         self.parallel = parallel
         self.max_queue = max_queue
-        self._running = asyncio.Semaphore(parallel)
-        self._waiting = 0
-        self._active = 0
+        self.gate = Gate(parallel, max_queue)
+        self._requests = 0
+        self._errors = 0
         self._executor = ThreadPoolExecutor(parallel, thread_name_prefix="llama")
         self._cancels: dict[str, threading.Event] = {}
         self.aborted = 0
         self.generated_tokens = 0
 
-    def stats(self) -> dict[str, float | int]:
-        return {
-            "queue_depth": self._waiting,
-            "running": self._active,
-            "aborted": self.aborted,
-            "generated_tokens": self.generated_tokens,
-        }
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            running=self.gate.running,
+            queue_depth=self.gate.waiting,
+            max_queue=self.max_queue,
+            requests_total=self._requests,
+            errors_total=self._errors,
+            tokens_generated_total=self.generated_tokens,
+            extra={"aborted_total": self.aborted},
+        )
 
     def render(self, request: GenerationRequest) -> Prompt:
         if request.messages is not None:
@@ -221,18 +258,12 @@ class LlamaCppEngine(Engine):
             raise ContextLengthExceeded(n_ctx, len(tokens), wanted if request.max_tokens_explicit else None)
         max_tokens = min(wanted or room, room)
         stops = list(request.stop) + list(prompt.stop)
-        if self._waiting >= self.max_queue:
-            raise EngineOverloaded(retry_after=2)
-        self._waiting += 1
-        try:
-            await self._running.acquire()
-        finally:
-            self._waiting -= 1
+        await self.gate.acquire()
+        self._requests += 1
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[Delta | BaseException] = asyncio.Queue()
         cancel = threading.Event()
         self._cancels[request.request_id] = cancel
-        self._active += 1
 
         def push(item: Delta | BaseException) -> None:
             loop.call_soon_threadsafe(out.put_nowait, item)
@@ -242,6 +273,7 @@ class LlamaCppEngine(Engine):
             while True:
                 item = await out.get()
                 if isinstance(item, BaseException):
+                    self._errors += 1
                     raise item
                 yield item
                 if item.finish_reason is not None:
@@ -249,8 +281,7 @@ class LlamaCppEngine(Engine):
         finally:
             cancel.set()
             self._cancels.pop(request.request_id, None)
-            self._active -= 1
-            future.add_done_callback(lambda _f: self._running.release())
+            future.add_done_callback(lambda _f: self.gate.release())  # the slot is free once the thread is
 
     async def abort(self, request_id: str) -> None:
         event = self._cancels.get(request_id)
@@ -283,6 +314,7 @@ class LlamaCppEngine(Engine):
             push(EngineError(str(exc)))
             return
         try:
+            weights.use_adapter(slot, self.lora)
             with self.budget.stream():
                 self._generate(slot, tokens, max_tokens, stops, request, cancel, push)
         except Exception as exc:  # noqa: BLE001

@@ -37,6 +37,8 @@ def is_hf_folder(path: Path) -> bool:
 
 def check_weights(spec: ModelSpec, allowed_dirs: list[Path] | None) -> None:
     """Refuse weights that don't exist, aren't a model, or lie outside ``allowed_dirs``."""
+    if spec.lora:
+        check_lora(spec, allowed_dirs)
     if spec.engine in ("remote", "scripted") or spec.weights.startswith(BUNDLED_PREFIX):
         return
     if not spec.weights:
@@ -54,6 +56,18 @@ def check_weights(spec: ModelSpec, allowed_dirs: list[Path] | None) -> None:
             f"weights {spec.weights!r} are not a model (expected a .gguf file or a folder with "
             "config.json and *.safetensors)"
         )
+
+
+def check_lora(spec: ModelSpec, allowed_dirs: list[Path] | None) -> None:
+    """A LoRA adapter: a GGUF file inside the model folders, applied by the llama.cpp engine."""
+    if resolve_kind(spec) != "llama.cpp":
+        raise WeightsError(f"model {spec.id!r}: lora needs the llama.cpp engine over GGUF weights")
+    path = Path(spec.lora).resolve()
+    roots = [d.resolve() for d in allowed_dirs or []]
+    if allowed_dirs is not None and not any(path == r or r in path.parents for r in roots):
+        raise WeightsError(f"lora {spec.lora!r} lies outside the model folders")
+    if not is_gguf(path):
+        raise WeightsError(f"lora {spec.lora!r} is not a GGUF file")
 
 
 def cuda_available() -> bool:
@@ -172,6 +186,7 @@ class EngineFactory:
             chat_format=spec.chat_format,
             parallel=self.parallel,
             max_queue=self.max_queue,
+            lora=spec.lora,
         )
         engine.max_context = min(spec.context_length, weights.n_ctx)
         return engine

