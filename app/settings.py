@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "ARENA_"
 
@@ -40,6 +40,19 @@ class Settings(BaseModel):
     max_turns: int = Field(8, ge=1, description="Most turns in one battle.")
     battle_rate: str = Field("30/60", description="New battles allowed per IP: COUNT/SECONDS.")
     vote_rate: str = Field("60/60", description="Votes allowed per IP: COUNT/SECONDS.")
+    generation_rate: str = Field(
+        "60/60",
+        description="Generations one client may start, over all models: COUNT/SECONDS (each battle side, "
+        "turn, regenerate, chat answer and /v1 request counts).",
+    )
+    model_rate: str = Field("30/60", description="Generations one client may start on one model: COUNT/SECONDS.")
+    login_rate: str = Field("5/60", description="Admin login attempts allowed per IP: COUNT/SECONDS.")
+    admin_session_hours: float = Field(12.0, gt=0, description="Hours an admin login session lasts.")
+    remote_env_prefix: str = Field(
+        "ARENA_REMOTE_",
+        min_length=1,
+        description="Remote models' api_key_env must start with this; other environment variables are refused.",
+    )
     trusted_proxies: list[str] = Field(default_factory=list, description="Proxy IPs whose X-Forwarded-For is believed.")
     generation_timeout: float = Field(300.0, gt=0, description="Seconds one battle answer may take before it fails.")
     model_dir: list[str] = Field(
@@ -52,6 +65,37 @@ class Settings(BaseModel):
         True, description="Before serving a GGUF model, generate one token in a child process; a crash marks it down."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    provisional_votes: int = Field(
+        30, ge=0, description="Leaderboard: models with fewer votes than this in overall are marked provisional."
+    )
+
+    @field_validator("battle_rate", "vote_rate", "generation_rate", "model_rate", "login_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def parse_rate(spec: str) -> tuple[int, float]:
+    """'COUNT/SECONDS' -> (count, seconds); both positive."""
+    count, _, seconds = spec.partition("/")
+    try:
+        n, s = int(count), float(seconds or 60)
+    except ValueError:
+        raise ValueError(f"a rate looks like COUNT/SECONDS (e.g. 30/60), not {spec!r}") from None
+    if n <= 0 or not s > 0 or s == float("inf"):
+        raise ValueError(f"a rate needs a positive COUNT and SECONDS, not {spec!r}")
+    return n, s
 
 
 LIST_FIELDS = {name for name, f in Settings.model_fields.items() if f.annotation == list[str]}
@@ -96,7 +140,17 @@ def load_settings(
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise SettingsError(str(exc)) from exc
+        raise SettingsError(one_line(exc)) from None
+
+
+def one_line(exc: ValidationError) -> str:
+    """A validation error as one line naming each bad flag: ``--battle-rate: a rate looks like ...``."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = "--" + "-".join(str(p) for p in error["loc"]).replace("_", "-")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if error["loc"] else message)
+    return "; ".join(parts)
 
 
 def describe() -> list[tuple[str, str, str, str]]:

@@ -222,8 +222,8 @@ async def test_page_renders_table_tabs_and_plots(make_app, battles_file: Path) -
         assert html.lstrip().startswith('<section id="board">') and "<html" not in html
 
 
-def test_vote_level_options_change_the_counts() -> None:
-    from app.rating.options import Options, VoteRows, apply_options
+def test_vote_level_options_select_and_weight_votes() -> None:
+    from app.rating.options import Options, VoteRows, select_votes, selected_cells
 
     rows = VoteRows(
         model_a=["x", "x", "x", "y", "x", "x"],
@@ -233,13 +233,14 @@ def test_vote_level_options_change_the_counts() -> None:
         voter=["v1", "v2", "v3", "v4", "v5", "v6"],
         prompt=["same", "same", "same", "same", "other", "third"],
     )
-    plain, report = apply_options(rows, Options())
-    assert (plain.wins_a, plain.wins_b, plain.ties) == ([4.0], [1.0], [1.0])  # y-wins-as-b flips to x
-    capped, report = apply_options(rows, Options(max_per_prompt=2))
-    assert report["dropped_repeated_prompts"] == 2 and capped.total == 4
-    weighted, _ = apply_options(rows, Options(inverse_probability=True))
-    # the two rarer pairs' votes count double relative to the others (weights normalised to mean 1)
-    assert weighted.ties[0] / weighted.wins_a[0] == pytest.approx(2 / 4)
+    plain = selected_cells(rows, select_votes(rows, Options()))
+    assert plain.counts.tolist() == [[4.0, 1.0, 1.0]]  # y-wins-as-b flips to x
+    capped = select_votes(rows, Options(max_per_prompt=2))
+    assert capped.report["dropped_repeated_prompts"] == 2 and capped.used == 4
+    weighted = selected_cells(rows, select_votes(rows, Options(inverse_probability=True)))
+    # counts stay counts; the two rarer pairs' votes weigh double relative to the others
+    assert weighted.counts.tolist() == [[4.0, 1.0, 1.0]]
+    assert weighted.weights[0, 2] / weighted.weights[0, 0] == pytest.approx(4 / (4 * 2))
 
 
 async def test_api_options_and_raw_ranking_beside_style_control(make_app, battles_file: Path) -> None:

@@ -1,64 +1,60 @@
-"""The leaderboard as the app serves it: rating functions over the stored pair counts, with
-model metadata and benchmark scores joined in, cached until the next vote.
+"""The leaderboard as the app serves it: rating functions over the stored votes, with model
+metadata and benchmark scores joined in.
 
-The API, the page and the CLI all build their answer here, so their JSON has one shape.
+The API, the page and the CLI all build their answer here, so their JSON has one shape. The
+:class:`Service` never fits on the event loop: fits run in one worker thread with BLAS held to
+one thread, at most one fit per query runs at a time (concurrent requests share it), finished
+boards sit in a bounded LRU cache, and a bootstrap still running answers with the last board
+marked ``stale``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from app.rating import (
-    battle_count_matrix,
-    compute_leaderboard,
-    compute_style_leaderboard,
-    win_rate_matrix,
-)
+from app.rating import battle_count_matrix, win_rate_matrix
+from app.rating.board import BoardData, Fitted, Query, check_anchor, fit_board, provisional
 from app.rating.leaderboard import Leaderboard
-from app.rating.options import Counts, Options, VoteRows, apply_options
+from app.rating.options import Counts, VoteRows
 from app.store.db import Store
 
-CI_KINDS = ("sandwich", "bootstrap")
-DEFAULT_MIN_VOTES = {"overall": 0}
-CATEGORY_MIN_VOTES = 5  # within a category, models with fewer votes are hidden
-
-
-class LeaderboardError(ValueError):
-    pass
-
-
-def parse_anchor(text: str | None) -> tuple[str, float] | None:
-    """``MODEL=SCORE`` -> (model, score)."""
-    if not text:
-        return None
-    model, sep, score = text.rpartition("=")
-    try:
-        value = float(score)
-    except ValueError:
-        value = float("nan")
-    if not sep or not model or not np.isfinite(value):
-        raise LeaderboardError(f"anchor must look like MODEL=SCORE, got {text!r}")
-    return model, value
-
-
-@dataclass(frozen=True)
-class StyleRows:
-    """Per-vote rows for the style-controlled fit."""
-
-    model_a: list[str]
-    model_b: list[str]
-    winner: list[str]
-    features_a: list[tuple[int, ...]]
-    features_b: list[tuple[int, ...]]
+CACHE_SIZE = 64  # boards kept (LRU); a query is bounded, so this bounds memory
+BOOTSTRAP_WAIT = 1.0  # seconds a first bootstrap request waits before it gets sandwich intervals
+STALE_NOTICE = "Bootstrap intervals are being recomputed; this board is from before the latest votes."
+PENDING_NOTICE = "Bootstrap intervals are being computed; showing sandwich intervals until they are ready."
 
 
 def _round(x: float) -> float:
     return round(float(x), 2)
+
+
+def _model_json(
+    row: Any, meta: Mapping[str, Any], scores: Mapping[str, float], columns: Sequence[str], provisional: bool
+) -> dict[str, Any]:
+    return {
+        "model": row.model,
+        "name": meta.get("name") or row.model,
+        "rating": _round(row.rating),
+        "ci_lower": _round(row.ci_lower),
+        "ci_upper": _round(row.ci_upper),
+        "ci_plus": _round(row.ci_upper - row.rating),
+        "ci_minus": _round(row.rating - row.ci_lower),
+        "rank_ub": row.rank_ub,
+        "votes": row.votes,
+        "provisional": provisional,
+        "organization": meta.get("organization", ""),
+        "license": meta.get("license", ""),
+        "parameters": meta.get("parameters", ""),
+        "scores": {c: scores.get(c) for c in columns},
+    }
 
 
 def board_json(
@@ -70,83 +66,31 @@ def board_json(
     metadata: Mapping[str, Mapping[str, Any]],
     scores: Mapping[str, Mapping[str, float]],
     updated: float,
+    provisional: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The API's response shape (also the CLI's ``--format json``)."""
     columns = sorted({c for s in scores.values() for c in s})
-    models = []
-    for row in board.rows:
-        meta = metadata.get(row.model, {})
-        models.append(
-            {
-                "model": row.model,
-                "name": meta.get("name") or row.model,
-                "rating": _round(row.rating),
-                "ci_lower": _round(row.ci_lower),
-                "ci_upper": _round(row.ci_upper),
-                "ci_plus": _round(row.ci_upper - row.rating),
-                "ci_minus": _round(row.rating - row.ci_lower),
-                "rank_ub": row.rank_ub,
-                "votes": row.votes,
-                "organization": meta.get("organization", ""),
-                "license": meta.get("license", ""),
-                "parameters": meta.get("parameters", ""),
-                "scores": {c: scores.get(row.model, {}).get(c) for c in columns},
-            }
-        )
-    return {
-        "models": models,
-        "total_votes": total_votes,
-        "updated": updated,
-        "category": category,
-        "style_control": style_control,
-        "ci": board.ci,
-        "benchmarks": columns,
-        "hidden": list(board.hidden),
-        "coefficients": dict(board.coefficients or {}),
-        "fit": {
+    models = [
+        _model_json(row, metadata.get(row.model, {}), scores.get(row.model, {}), columns, row.model in provisional)
+        for row in board.rows
+    ]
+    out = empty_json(category, style_control, board.ci, updated)
+    out.update(
+        models=models,
+        total_votes=total_votes,
+        benchmarks=columns,
+        hidden=list(board.hidden),
+        coefficients=dict(board.coefficients or {}),
+        fit={
             "converged": bool(board.info.converged),
             "iterations": int(board.info.iterations),
             "grad_norm": float(board.info.grad_norm),
+            "identifiable": bool(board.info.identifiable),
+            "prior": not board.info.identifiable,
+            "ridge": float(board.info.ridge),
         },
-    }
-
-
-def compute(
-    counts: Counts,
-    *,
-    anchor: tuple[str, float] | None = None,
-    ci: str = "sandwich",
-    rounds: int = 100,
-    min_votes: int = 0,
-    style: StyleRows | None = None,
-) -> Leaderboard | None:
-    """The fit for one category; None when there are no votes yet."""
-    if ci not in CI_KINDS:
-        raise LeaderboardError(f"ci must be one of {', '.join(CI_KINDS)}")
-    if style is not None:
-        if not style.winner:
-            return None
-        return compute_style_leaderboard(
-            style.model_a,
-            style.model_b,
-            style.winner,
-            np.array(style.features_a, dtype=float),
-            np.array(style.features_b, dtype=float),
-            anchor=anchor,
-            min_votes=min_votes,
-        )
-    if counts.total == 0:
-        return None
-    return compute_leaderboard(counts.cells(), anchor=anchor, ci=ci, rounds=rounds, min_votes=min_votes)
-
-
-def add_raw_ranking(out: dict[str, Any], plain: Leaderboard | None) -> None:
-    """Put the plain (not style-controlled) score and rank beside each style-controlled row."""
-    raw = {r.model: r for r in plain.rows} if plain is not None else {}
-    for model in out["models"]:
-        row = raw.get(model["model"])
-        model["raw_rating"] = _round(row.rating) if row else None
-        model["raw_rank_ub"] = row.rank_ub if row else None
+    )
+    return out
 
 
 def empty_json(category: str, style_control: bool, ci: str, updated: float) -> dict[str, Any]:
@@ -163,7 +107,49 @@ def empty_json(category: str, style_control: bool, ci: str, updated: float) -> d
         "fit": None,
         "notice": None,
         "options": None,
+        "stale": False,
     }
+
+
+def add_raw_ranking(out: dict[str, Any], plain: Leaderboard | None) -> None:
+    """Put the plain (not style-controlled) score and rank beside each style-controlled row."""
+    raw = {r.model: r for r in plain.rows} if plain is not None else {}
+    for model in out["models"]:
+        row = raw.get(model["model"])
+        model["raw_rating"] = _round(row.rating) if row else None
+        model["raw_rank_ub"] = row.rank_ub if row else None
+
+
+def fitted_json(
+    fitted: Fitted,
+    query: Query,
+    *,
+    metadata: Mapping[str, Mapping[str, Any]],
+    scores: Mapping[str, Mapping[str, float]],
+    overall_votes: Mapping[str, int],
+) -> dict[str, Any]:
+    """A fitted query as the API's JSON (``total_votes`` and ``options`` are the votes used)."""
+    updated = time.time()
+    style = query.style_control and fitted.plain is not None
+    if fitted.board is None:
+        out = empty_json(query.category, query.style_control, query.ci, updated)
+    else:
+        out = board_json(
+            fitted.board,
+            total_votes=fitted.votes_used,
+            category=query.category,
+            style_control=style,
+            metadata=metadata,
+            scores=scores,
+            updated=updated,
+            provisional=provisional(overall_votes, query.provisional_votes),
+        )
+    out["notice"] = fitted.notice or None
+    out["options"] = fitted.options
+    out["provisional_votes"] = query.provisional_votes
+    if style:
+        add_raw_ranking(out, fitted.plain)
+    return out
 
 
 def matrices(counts: Counts, order: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -180,10 +166,12 @@ def matrices(counts: Counts, order: Sequence[str]) -> tuple[list[str], np.ndarra
 # -- reading the store ------------------------------------------------------------------------
 
 
-_STYLE_COLUMNS = ", ".join(f"{s}_sf_{c}" for s in "ab" for c in ("tokens", "headers", "lists", "bold"))
+_STYLE_COLUMNS = ", ".join(f"v.{s}_sf_{c}" for s in "ab" for c in ("tokens", "headers", "lists", "bold"))
 COUNTS_SQL = "SELECT model_a, model_b, wins_a, wins_b, ties + bothbad FROM pair_counts WHERE mode = ? AND category = ?"
-STYLE_SQL = (
-    f"SELECT model_a, model_b, winner, {_STYLE_COLUMNS} FROM votes WHERE mode = ? AND (' ' || categories || ' ') LIKE ?"
+VOTES_SQL = (
+    "SELECT v.model_a, v.model_b, v.winner, v.pair_prob, v.voter_hash, b.first_prompt, "
+    f"{_STYLE_COLUMNS} FROM votes v JOIN battles b ON b.id = v.battle_id"
+    " WHERE v.mode = ? AND (' ' || v.categories || ' ') LIKE ?"
 )
 
 
@@ -192,23 +180,6 @@ def counts_from_rows(rows: Sequence[Sequence[Any]]) -> Counts:
     return Counts(
         [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows]
     )
-
-
-def style_from_rows(rows: Sequence[Sequence[Any]]) -> StyleRows:
-    """Rows of :data:`STYLE_SQL` as :class:`StyleRows`."""
-    return StyleRows(
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        [tuple(r[3:7]) for r in rows],
-        [tuple(r[7:11]) for r in rows],
-    )
-
-
-VOTES_SQL = (
-    "SELECT v.model_a, v.model_b, v.winner, v.pair_prob, v.voter_hash, b.first_prompt FROM votes v"
-    " JOIN battles b ON b.id = v.battle_id WHERE v.mode = ? AND (' ' || v.categories || ' ') LIKE ?"
-)
 
 
 def votes_from_rows(rows: Sequence[Sequence[Any]]) -> VoteRows:
@@ -220,15 +191,22 @@ def votes_from_rows(rows: Sequence[Sequence[Any]]) -> VoteRows:
         [float(r[3] or 1.0) for r in rows],
         [r[4] or "" for r in rows],
         [r[5] or "" for r in rows],
+        [tuple(x or 0 for x in r[6:10]) for r in rows],
+        [tuple(x or 0 for x in r[10:14]) for r in rows],
     )
+
+
+def votes_per_model(counts: Counts) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for a, b, x, y, z in zip(counts.model_a, counts.model_b, counts.wins_a, counts.wins_b, counts.ties, strict=True):
+        n = round(x + y + z)
+        out[a] = out.get(a, 0) + n
+        out[b] = out.get(b, 0) + n
+    return out
 
 
 async def load_counts(store: Store, category: str, mode: str = "anony") -> Counts:
     return counts_from_rows(await store.fetchall(COUNTS_SQL, (mode, category)))
-
-
-async def load_style_rows(store: Store, category: str, mode: str = "anony") -> StyleRows:
-    return style_from_rows(await store.fetchall(STYLE_SQL, (mode, f"% {category} %")))
 
 
 async def load_categories(store: Store, mode: str = "anony") -> list[str]:
@@ -244,6 +222,30 @@ async def load_scores(store: Store) -> dict[str, dict[str, float]]:
     return out
 
 
+# -- the service ------------------------------------------------------------------------------
+
+
+def _one_blas_thread(work: Callable[[], Any]) -> Any:
+    """Run ``work`` with BLAS held to one thread: its default threads fight the event loop."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return work()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """A shared build may finish with nobody waiting (a stale answer went out): still read its error."""
+    if not task.cancelled():
+        task.exception()
+
+
+@dataclass
+class _Entry:
+    version: int
+    at: float
+    value: Any
+
+
 @dataclass
 class Service:
     """Computes boards on demand and keeps each until a vote changes the counts.
@@ -254,77 +256,100 @@ class Service:
 
     store: Store
     ttl: float = 2.0
+    cache_size: int = CACHE_SIZE
     version: int = 0
-    _cache: dict[tuple[Any, ...], tuple[int, float, Any]] = field(default_factory=dict)
+    _cache: OrderedDict[tuple[Any, ...], _Entry] = field(default_factory=OrderedDict)
+    _running: dict[tuple[Any, ...], asyncio.Future[Any]] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="leaderboard")
+    )
 
     def bump(self) -> None:
         self.version += 1
 
-    async def _cached(self, key: tuple[Any, ...], ttl: float, build: Any) -> Any:
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def in_worker(self, work: Callable[[], Any]) -> Any:
+        """Run blocking rating work in the fit thread, never on the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _one_blas_thread, work)
+
+    def _fresh(self, key: tuple[Any, ...], ttl: float) -> _Entry | None:
         hit = self._cache.get(key)
-        now = time.monotonic()
-        if hit is not None and hit[0] == self.version and now - hit[1] < ttl:
-            return hit[2]
-        value = await build()
-        self._cache[key] = (self.version, now, value)
-        return value
+        if hit is not None and hit.version == self.version and time.monotonic() - hit.at < ttl:
+            self._cache.move_to_end(key)
+            return hit
+        return None
 
-    async def board(
-        self,
-        metadata: Mapping[str, Mapping[str, Any]],
-        *,
-        category: str = "overall",
-        style_control: bool = False,
-        ci: str = "sandwich",
-        anchor: str | None = None,
-        rounds: int = 100,
-        options: Options | None = None,
-    ) -> dict[str, Any]:
-        options = options or Options()
-        anchor_pair = parse_anchor(anchor)
-        if ci not in CI_KINDS:
-            raise LeaderboardError(f"ci must be one of {', '.join(CI_KINDS)}")
+    def _start(self, key: tuple[Any, ...], build: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
+        """The running build for ``key``, started if none is (single flight)."""
+        running = self._running.get(key)
+        if running is not None:
+            return running
+        version, at = self.version, time.monotonic()
 
-        async def build() -> dict[str, Any]:
-            counts = await load_counts(self.store, category)
-            used: dict[str, int] | None = None
-            if options.active:
-                rows = votes_from_rows(await self.store.fetchall(VOTES_SQL, ("anony", f"% {category} %")))
-                counts, used = apply_options(rows, options)
-            style = await load_style_rows(self.store, category) if style_control else None
-            min_votes = 0 if category == "overall" else CATEGORY_MIN_VOTES
-            notice = ""
+        async def run() -> Any:
             try:
-                board = compute(counts, anchor=anchor_pair, ci=ci, rounds=rounds, min_votes=min_votes, style=style)
-            except np.linalg.LinAlgError:
-                notice = (
-                    "Style control could not be fitted on these votes (the style features do not "
-                    "vary independently of the models yet); showing the plain ranking."
-                )
-                board = compute(counts, anchor=anchor_pair, ci=ci, rounds=rounds, min_votes=min_votes)
-            updated = time.time()
-            if board is None:
-                return empty_json(category, style_control, ci, updated)
-            out = board_json(
-                board,
-                total_votes=counts.total,
-                category=category,
-                style_control=style_control and not notice,
-                metadata=metadata,
-                scores=await load_scores(self.store),
-                updated=updated,
-            )
-            out["notice"] = notice or None
-            out["options"] = used
-            if style is not None and not notice:
-                plain = compute(counts, anchor=anchor_pair, ci=ci, rounds=rounds, min_votes=min_votes)
-                add_raw_ranking(out, plain)
-            return out
+                value = await build()
+                self._cache[key] = _Entry(version, at, value)
+                self._cache.move_to_end(key)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+                return value
+            finally:
+                self._running.pop(key, None)
 
-        # style control scans the votes table, so it is kept longer between recomputations
-        ttl = self.ttl * (15 if style_control else 1)
-        key = ("board", category, style_control, ci, anchor, rounds, options)
-        return dict(await self._cached(key, ttl, build))
+        task = asyncio.ensure_future(run())
+        task.add_done_callback(_retrieve)
+        self._running[key] = task
+        return task
+
+    async def _cached(self, key: tuple[Any, ...], ttl: float, build: Callable[[], Awaitable[Any]]) -> Any:
+        hit = self._fresh(key, ttl)
+        if hit is not None:
+            return hit.value
+        return await asyncio.shield(self._start(key, build))
+
+    async def _load(self, query: Query) -> tuple[BoardData, dict[str, int]]:
+        overall = await self.counts("overall")
+        counts = overall if query.category == "overall" else await self.counts(query.category)
+        data = BoardData(counts)
+        if query.needs_votes:
+            rows = await self.store.fetchall(VOTES_SQL, ("anony", f"% {query.category} %"))
+            data = BoardData(counts, await self.in_worker(lambda: votes_from_rows(rows)))
+        return data, votes_per_model(overall)
+
+    async def _build(self, metadata: Mapping[str, Mapping[str, Any]], query: Query) -> dict[str, Any]:
+        data, overall_votes = await self._load(query)
+        check_anchor(query, set(overall_votes) | set(metadata))
+        scores = await load_scores(self.store)
+
+        def work() -> dict[str, Any]:
+            fitted = fit_board(data, query)
+            return fitted_json(fitted, query, metadata=metadata, scores=scores, overall_votes=overall_votes)
+
+        out: dict[str, Any] = await self.in_worker(work)
+        return out
+
+    async def board(self, metadata: Mapping[str, Mapping[str, Any]], query: Query) -> dict[str, Any]:
+        """The board for ``query``; see the class docstring for what a bootstrap in progress gives."""
+        key = ("board", query)
+        # style control reads every vote, so it is kept longer between recomputations
+        ttl = self.ttl * (15 if query.style_control else 1)
+        hit = self._fresh(key, ttl)
+        if hit is not None:
+            return dict(hit.value)
+        task = self._start(key, lambda: self._build(metadata, query))
+        if query.ci != "bootstrap":
+            return dict(await asyncio.shield(task))
+        last = self._cache.get(key)
+        if last is not None:
+            return {**last.value, "stale": True, "notice": STALE_NOTICE}
+        try:
+            return dict(await asyncio.wait_for(asyncio.shield(task), BOOTSTRAP_WAIT))
+        except TimeoutError:
+            sandwich = await self.board(metadata, replace(query, ci="sandwich"))
+            return {**sandwich, "stale": True, "notice": PENDING_NOTICE}
 
     async def counts(self, category: str = "overall") -> Counts:
         return await self._cached(("counts", category), self.ttl, lambda: load_counts(self.store, category))

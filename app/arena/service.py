@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from app.arena.limits import Throttle
 from app.arena.live import Event, LiveBattle, Side, Turn
 from app.arena.pairs import NotEnoughModels, draw_pair
 from app.engines.base import ChatMessage, Delta, EngineError, GenerationRequest
@@ -69,6 +70,12 @@ class Arena:
         self.rng = rng or random.SystemRandom()
         self.live: OrderedDict[str, LiveBattle] = OrderedDict()
         self.on_vote: Callable[[], None] | None = None  # e.g. the leaderboard's cache bump
+        self.throttle: Throttle | None = None  # the one rate limiter of generations (per client and model)
+
+    def _admit(self, client: str, models: dict[str, str]) -> None:
+        """Count a generation per side against ``client``'s limits, or raise RateLimited."""
+        if self.throttle is not None:
+            self.throttle.admit(client, models.values())
 
     # -- starting battles and turns -----------------------------------------------------------
 
@@ -113,6 +120,7 @@ class Arena:
             sides, prob = {"a": models[0]}, 1.0
         else:
             raise Invalid("mode must be anony, named or direct")
+        self._admit(voter_hash, sides)
         battle = LiveBattle(uuid.uuid4().hex, mode, sides)
         await self.store.write(
             q.create_battle(q.NewBattle(battle.id, mode, sides["a"], sides.get("b", ""), prob, voter_hash, prompt))
@@ -121,7 +129,7 @@ class Arena:
         await self._begin_turn(battle, prompt)
         return battle
 
-    async def add_turn(self, battle_id: str, prompt: str) -> LiveBattle:
+    async def add_turn(self, battle_id: str, prompt: str, *, client: str = "") -> LiveBattle:
         prompt = self._check_prompt(prompt)
         battle = await self.get(battle_id)
         if battle.voted:
@@ -134,6 +142,7 @@ class Arena:
             raise Conflict(f"A battle has at most {self.limits.max_turns} turns; start a new one.")
         await self._begin_turn(battle, prompt)
         return battle
+        self._admit(client, battle.models)
 
     async def _begin_turn(self, battle: LiveBattle, prompt: str) -> None:
         number = len(battle.history) + 1
@@ -258,7 +267,7 @@ class Arena:
                         state.task.cancel()
         return battle
 
-    async def regenerate(self, battle_id: str) -> LiveBattle:
+    async def regenerate(self, battle_id: str, *, client: str = "") -> LiveBattle:
         battle = await self.get(battle_id)
         if battle.voted:
             raise Conflict("This battle already has a vote.")
@@ -269,6 +278,7 @@ class Arena:
             await self.stop(battle_id)
             await turn.finished.wait()
             if battle.turn is not turn or battle.voted:
+        self._admit(client, battle.models)
                 raise Conflict("The battle changed meanwhile; reload it.")
         # The new turn is current before the first await, so a concurrent request sees it busy.
         new = Turn(turn.number, turn.prompt, {s: Side(m) for s, m in battle.models.items()})

@@ -7,29 +7,18 @@ import csv
 import json
 import sqlite3
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from app.arena.leaderboard import (
-    COUNTS_SQL,
-    STYLE_SQL,
-    VOTES_SQL,
-    LeaderboardError,
-    StyleRows,
-    board_json,
-    compute,
-    counts_from_rows,
-    empty_json,
-    parse_anchor,
-    style_from_rows,
-    votes_from_rows,
-)
+from app.arena.leaderboard import COUNTS_SQL, VOTES_SQL, counts_from_rows, fitted_json, votes_from_rows, votes_per_model
 from app.cli.common import CommandError, print_table, settings_from
-from app.rating.categories import BattleMeta, categories_for
-from app.rating.options import Counts, Options, VoteRows, apply_options
-from app.registry.spec import load_models
+from app.errors import Invalid
+from app.rating.board import BoardData, Query, check_anchor, fit_board, make_query
+from app.rating.categories import BattleMeta, category_predicate
+from app.rating.cells import aggregate_battles
+from app.rating.options import Options, VoteRows
 from app.store import migrations
+from app.store.battle_file import Columns, FullRow, LeanRow, Problems, read_battles
 from app.store.transfer import Report, TransferError, export_rows, import_rows, import_scores, valid_rows
 
 DB_FLAGS = ["db", "models"]
@@ -57,68 +46,89 @@ def _connect(settings: Any) -> sqlite3.Connection:
     return conn
 
 
-def _counts_from_db(conn: sqlite3.Connection, category: str) -> Counts:
-    return counts_from_rows(conn.execute(COUNTS_SQL, ("anony", category)).fetchall())
+def _lean_cells(path: Path, problems: Problems) -> BoardData:
+    """The overall board's input: names and outcomes only, aggregated with numpy."""
+    columns = Columns()
+    for rows in read_battles(path, LeanRow, problems):
+        columns.add([r for r in rows if r.anony])
+    a, b, winner = columns.arrays()
+    return BoardData(cells=aggregate_battles(a, b, winner, models=columns.names))
 
 
-def _style_from_db(conn: sqlite3.Connection, category: str) -> StyleRows:
-    return style_from_rows(conn.execute(STYLE_SQL, ("anony", f"% {category} %")).fetchall())
+def _file_votes(path: Path, category: str, problems: Problems) -> BoardData:
+    """A category's (or the options') input: the file's anonymous votes, one by one."""
+    wanted = category_predicate(category)
+    kept: list[FullRow] = []
+    for rows in read_battles(path, FullRow, problems):
+        for r in rows:
+            if r.anony and wanted(BattleMeta(r.winner, r.language, r.turn, r.first_prompt())):
+                kept.append(r)
+    votes = VoteRows(
+        [r.model_a for r in kept],
+        [r.model_b for r in kept],
+        [r.winner for r in kept],
+        [1.0] * len(kept),
+        [r.judge or "" for r in kept],
+        [r.first_prompt() for r in kept],
+    )
+    return BoardData(votes=votes)
 
 
-def _votes_from_file(path: Path, category: str, report: Report) -> VoteRows:
-    """The file's anonymous battles in ``category`` (the voter is FastChat's ``judge`` field)."""
-    kept = []
-    for row in valid_rows(path, report):
-        if not row.get("anony", True):
-            continue
-        prompt = next((m["content"] for m in row.get("conversation_a") or [] if m["role"] == "user"), "")
-        meta = BattleMeta(row["winner"], row.get("language"), int(row.get("turn") or 1), prompt)
-        if category in categories_for(meta):
-            kept.append((row["model_a"], row["model_b"], row["winner"], 1.0, str(row.get("judge") or ""), prompt))
-    return votes_from_rows(kept)
+def _from_file(args: argparse.Namespace, query: Query) -> tuple[BoardData, dict[str, int]]:
+    if query.style_control:
+        raise CommandError("--style-control needs --db (style features are stored with votes)")
+    if query.options.inverse_probability:
+        raise CommandError("--inverse-probability needs --db (pair probabilities are stored with votes)")
+    problems = Problems()
+    if query.category == "overall" and not query.options.active:
+        data = _lean_cells(args.battles, problems)
+    else:
+        data = _file_votes(args.battles, query.category, problems)
+    if problems.bad:
+        print(Report(bad=problems.bad).summary(), file=sys.stderr)
+    return data, data.votes_per_model()
+
+
+def _from_db(args: argparse.Namespace, query: Query, settings: Any) -> tuple[BoardData, dict[str, int]]:
+    with _connect(settings) as conn:
+        overall = counts_from_rows(conn.execute(COUNTS_SQL, ("anony", "overall")).fetchall())
+        counts = counts_from_rows(conn.execute(COUNTS_SQL, ("anony", query.category)).fetchall())
+        data = BoardData(counts)
+        if query.needs_votes:
+            rows = conn.execute(VOTES_SQL, ("anony", f"% {query.category} %")).fetchall()
+            data = BoardData(counts, votes_from_rows(rows))
+    return data, votes_per_model(overall)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     settings = settings_from(args, DB_FLAGS)
-    report = Report()
     try:
-        anchor = parse_anchor(args.anchor)
-        if args.battles is not None:
-            if args.style_control:
-                raise CommandError("--style-control needs --db (style features are stored with votes)")
-            options = Options(False, max(0, args.max_per_prompt), args.filter_voters)
-            counts, _used = apply_options(_votes_from_file(args.battles, args.category, report), options)
-            style = None
-        else:
-            with _connect(settings) as conn:
-                counts = _counts_from_db(conn, args.category)
-                style = _style_from_db(conn, args.category) if args.style_control else None
-                options = Options(args.inverse_probability, max(0, args.max_per_prompt), args.filter_voters)
-                if options.active:
-                    rows = votes_from_rows(conn.execute(VOTES_SQL, ("anony", f"% {args.category} %")).fetchall())
-                    counts, used = apply_options(rows, options)
-                    print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in used.items()), file=sys.stderr)
-        board = compute(counts, anchor=anchor, ci=args.ci, rounds=args.bootstrap_rounds, style=style)
-    except (LeaderboardError, TransferError, OSError) as exc:
-        raise CommandError(str(exc)) from None
-    if report.bad:
-        print(report.summary(), file=sys.stderr)
-    metadata = {s.id: {"name": s.display_name, **s.metadata.model_dump()} for s in load_models(settings.models)}
-    out = (
-        empty_json(args.category, args.style_control, args.ci, time.time())
-        if board is None
-        else board_json(
-            board,
-            total_votes=counts.total,
+        query = make_query(
             category=args.category,
             style_control=args.style_control,
-            metadata=metadata,
-            scores={},
-            updated=time.time(),
+            ci=args.ci,
+            anchor=args.anchor,
+            rounds=args.bootstrap_rounds,
+            options=Options(args.inverse_probability, max(0, args.max_per_prompt), args.filter_voters),
+            provisional_votes=settings.provisional_votes,
         )
-    )
+        data, votes = _from_file(args, query) if args.battles is not None else _from_db(args, query, settings)
+        check_anchor(query, set(votes))
+        fitted = fit_board(data, query)
+    except (Invalid, TransferError, ValueError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    if query.options.active:
+        used = fitted.options
+        print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in used.items()), file=sys.stderr)
+    out = fitted_json(fitted, query, metadata=_metadata(settings), scores={}, overall_votes=votes)
     _print_board(out, args.format)
     return 0
+
+
+def _metadata(settings: Any) -> dict[str, dict[str, Any]]:
+    from app.registry.spec import load_models
+
+    return {s.id: {"name": s.display_name, **s.metadata.model_dump()} for s in load_models(settings.models)}
 
 
 def _print_board(out: dict[str, Any], fmt: str) -> None:

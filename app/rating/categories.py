@@ -2,11 +2,12 @@
 
 Categories (names as used by the leaderboard):
 - "overall": every battle;
-- "language:<code>": battles whose prompt language is <code> (lower-cased, as stored);
+- "language:<code>": battles whose prompt language is <code>, an ISO 639-1 code ("en"),
+  whether detected from a live prompt or mapped from an import's name ("English");
 - "multi_turn": conversations with more than one turn;
-- "long_prompt": prompts of at least `LONG_PROMPT_TOKENS` tokens (500). When the
-  token count is unknown it is estimated as characters / 4 (about four
-  characters per token for English text with common tokenizers);
+- "long_prompt": prompts of at least `LONG_PROMPT_TOKENS` tokens (500), counted by the
+  answering model's tokenizer (stored with every answer). Only when no count is
+  stored (an import without one) it is estimated as characters / 4;
 - "coding": a plain heuristic: code fences or code-shaped lines, or a programming
   language name or term (see `is_coding`);
 - "no_ties": battles not ending in a tie of either kind.
@@ -16,12 +17,12 @@ Each category gets its own fit (see `leaderboard.leaderboards_by_category`).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from app.rating.language import detect_language
+from app.rating.language import UNKNOWN, detect_language, language_code
 from app.rating.numerics import BoolArray
 
 LONG_PROMPT_TOKENS = 500
@@ -87,16 +88,18 @@ def is_tie(winner: str) -> bool:
     return winner in ("tie", "tie (bothbad)")
 
 
-def language_category(language: str) -> str:
-    """Category name for a prompt language code."""
-    return f"language:{language.strip().lower()}"
+def language_category(language: str) -> str | None:
+    """Category name for a prompt language (a code or an English name); None if unknown."""
+    code = language_code(language)
+    return f"language:{code}" if code else None
 
 
 def categories_for(meta: BattleMeta) -> tuple[str, ...]:
     """All categories a battle belongs to ("overall" first)."""
     out = ["overall"]
-    if meta.language:
-        out.append(language_category(meta.language))
+    language = language_category(meta.language) if meta.language else None
+    if language:
+        out.append(language)
     if is_multi_turn(meta.turns):
         out.append("multi_turn")
     if is_long_prompt(meta.prompt, meta.prompt_tokens):
@@ -111,16 +114,33 @@ def categories_for(meta: BattleMeta) -> tuple[str, ...]:
 def battle_categories(
     first_prompt: str, turns: int, winner: str, prompt_tokens: int | None = None, *, language: str | None = None
 ) -> list[str]:
-    """The categories of one vote; the language is guessed from the first prompt unless given."""
-    language = language or detect_language(first_prompt)
+    """The categories of one vote; the language is guessed from the first prompt unless given
+    (an import's name is mapped to its code). ``prompt_tokens``: the first prompt's stored count."""
+    code = language_code(language) if language else detect_language(first_prompt)
     meta = BattleMeta(
         winner,
-        language=None if language == "unknown" else language,
+        language=None if code in (None, UNKNOWN) else code,
         turns=turns,
         prompt=first_prompt,
         prompt_tokens=prompt_tokens,
     )
     return list(categories_for(meta))
+
+
+def category_predicate(category: str) -> Callable[[BattleMeta], bool]:
+    """A test for one category that computes only what that category needs."""
+    if category == "overall":
+        return lambda m: True
+    if category.startswith("language:"):
+        want = category.split(":", 1)[1]
+        return lambda m: bool(m.language) and language_code(m.language) == want
+    tests: dict[str, Callable[[BattleMeta], bool]] = {
+        "multi_turn": lambda m: is_multi_turn(m.turns),
+        "long_prompt": lambda m: is_long_prompt(m.prompt, m.prompt_tokens),
+        "coding": lambda m: is_coding(m.prompt),
+        "no_ties": lambda m: not is_tie(m.winner),
+    }
+    return tests.get(category, lambda m: category in categories_for(m))
 
 
 def category_mask(metas: Sequence[BattleMeta], category: str) -> BoolArray:

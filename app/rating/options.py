@@ -146,19 +146,3 @@ def select_rows(rows: VoteRows, selection: Selection) -> VoteRows:
         take(rows.features_a),
         take(rows.features_b),
     )
-
-
-def apply_options(rows: VoteRows, options: Options) -> tuple[Counts, dict[str, Any]]:  # transitional
-    selection = select_votes(rows, options)
-    cells = selected_cells(rows, selection)
-    names = cells.models
-    return (
-        Counts(
-            [names[k] for k in cells.i.tolist()],
-            [names[k] for k in cells.j.tolist()],
-            cells.weights[:, 0].tolist(),
-            cells.weights[:, 1].tolist(),
-            cells.weights[:, 2].tolist(),
-        ),
-        selection.report,
-    )

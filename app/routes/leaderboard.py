@@ -11,8 +11,10 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.response import Template
 
-from app.arena.leaderboard import LeaderboardError, Options, Service, matrices
+from app.arena.leaderboard import Service, load_categories, matrices
 from app.errors import Invalid
+from app.rating.board import Query, make_query
+from app.rating.options import Options
 from app.registry.core import Registry
 from app.web import plots
 from app.web.views import block
@@ -38,31 +40,33 @@ def _flag(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes", "on")
 
 
-def _options(params: dict[str, str]) -> Options:
-    raw = params.get("max_per_prompt") or "0"
-    if not raw.isdigit():
-        raise Invalid("max_per_prompt must be a whole number of votes", param="max_per_prompt")
-    return Options(
+def _whole(params: dict[str, str], name: str, default: int) -> int:
+    raw = params.get(name) or str(default)
+    if not raw.isdigit() or len(raw) > 9:
+        raise Invalid(f"{name} must be a whole number", param=name)
+    return int(raw)
+
+
+def _query(state: State, params: dict[str, str]) -> Query:
+    options = Options(
         inverse_probability=_flag(params.get("inverse_probability")),
-        max_per_prompt=int(raw),
+        max_per_prompt=_whole(params, "max_per_prompt", 0),
         filter_voters=_flag(params.get("filter_voters")),
+    )
+    return make_query(
+        category=params.get("category") or "overall",
+        style_control=_flag(params.get("style_control")),
+        ci=params.get("ci") or "sandwich",
+        anchor=params.get("anchor") or None,
+        rounds=_whole(params, "rounds", 100),
+        options=options,
+        provisional_votes=state.settings.provisional_votes,
     )
 
 
 async def _board(state: State, params: dict[str, str]) -> dict[str, Any]:
     service: Service = state.leaderboard
-    options = _options(params)
-    try:
-        return await service.board(
-            metadata(state.models),
-            category=params.get("category") or "overall",
-            style_control=_flag(params.get("style_control")),
-            ci=params.get("ci") or "sandwich",
-            anchor=params.get("anchor") or None,
-            options=options,
-        )
-    except LeaderboardError as exc:
-        raise Invalid(str(exc)) from None
+    return await service.board(metadata(state.models), _query(state, params))
 
 
 @get("/api/v1/leaderboard")
@@ -147,8 +151,6 @@ def _context(board: dict[str, Any], params: dict[str, str], categories: list[str
 
 
 async def _page_context(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
-    from app.arena.leaderboard import load_categories
-
     params = {k: v for k, v in request.query_params.items() if v}
     board = await _board(state, params)
     service: Service = state.leaderboard
