@@ -102,6 +102,7 @@ class LiveBattle:
     turn: Turn | None = None
     voted: bool = False
     failed: bool = False
+    interrupted: bool = False  # the server died mid-turn (app.store.recovery); never votable
 
     @property
     def sides(self) -> list[str]:

@@ -134,6 +134,8 @@ class Arena:
         battle = await self.get(battle_id)
         if battle.voted:
             raise Conflict("This battle is over; start a new one.")
+        if battle.interrupted:
+            raise Conflict("This battle was interrupted when the server restarted; start a new one.")
         if battle.failed:
             raise Conflict("A model failed in this battle; start a new one.")
         if battle.busy:
@@ -220,6 +222,8 @@ class Arena:
             detail = str(exc) or "timed out"
         else:
             detail = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, TimeoutError):  # engine errors are counted where they are raised
+            self.models.failed(state.model, f"no answer within {self.limits.generation_timeout:g} s")
         state.internal_error = detail
         state.error = public_error(side, battle.mode)
         state.finish_reason = "error"
@@ -333,7 +337,12 @@ class Arena:
             raise NotFound("No such battle.")
         models = {"a": row["model_a"]} if row["mode"] == "direct" else {"a": row["model_a"], "b": row["model_b"]}
         battle = LiveBattle(
-            row["id"], row["mode"], models, voted=row["status"] == "voted", failed=row["status"] == "failed"
+            row["id"],
+            row["mode"],
+            models,
+            voted=row["status"] == "voted",
+            failed=row["status"] in ("failed", "interrupted"),
+            interrupted=row["status"] == "interrupted",
         )
         prompts: dict[int, str] = {}
         answers: dict[int, dict[str, str]] = {}

@@ -12,13 +12,14 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
-from app.engines.base import Engine, EngineError
+from app.engines.base import ChatMessage, Engine, EngineError, GenerationRequest
 from app.engines.llamacpp import CpuBudget
 from app.errors import Conflict, DomainError, Invalid, NoRoom, NotFound
 from app.registry.factory import (
@@ -63,6 +64,8 @@ class ModelEntry:
     memory: int = 0
     created: int = field(default_factory=lambda: int(time.time()))
     stats: ModelStats = field(default_factory=ModelStats)
+    failures: int = 0  # consecutive failed generations (or loads); reset by a success
+    auto_down: bool = False  # taken down by its failures (a probe may bring it back), not by an admin
 
     @property
     def id(self) -> str:
@@ -120,7 +123,13 @@ class Registry:
         memory_budget: int = 0,
         keep_alive: float = 0.0,
         check_gguf: GgufCheck | None = None,
+        failure_limit: int = 3,
+        probe_interval: float = 15.0,
     ) -> None:
+        self.failure_limit = failure_limit  # consecutive failures that take a model down
+        self.probe_interval = probe_interval  # first wait before probing a downed model (doubles)
+        self.probe_timeout = 30.0  # a probe that has not finished by then failed
+        self._probes: dict[str, asyncio.Task[None]] = {}
         self.factory = EngineFactory(budget, parallel=parallel, max_queue=max_queue, check_gguf=check_gguf)
         self.parallel = parallel
         self.model_dirs = model_dirs or []
@@ -204,7 +213,75 @@ class Registry:
                     kind = NoRoom if isinstance(exc, NoRoom) else Invalid
                     raise kind(f"could not load {model_id}: {message}") from exc
                 entry.state, entry.error = "down", message
+                self._take_down(entry, message)
         return entry
+
+    # -- failures and probes ------------------------------------------------------------------
+
+    def failed(self, model_id: str, detail: str) -> None:
+        """Count a failed generation; ``failure_limit`` in a row take the model down until a
+        probe passes. Unknown ids (a model removed meanwhile) are ignored."""
+        entry = self.entries.get(model_id)
+        if entry is None:
+            return
+        entry.failures += 1
+        if entry.failures >= self.failure_limit and entry.state == "active":
+            entry.state = "down"
+            entry.error = f"down after {entry.failures} consecutive failures (last: {detail})"
+            log.error("model %s is down: %s", model_id, entry.error)
+            self._take_down(entry, entry.error)
+
+    def succeeded(self, model_id: str) -> None:
+        entry = self.entries.get(model_id)
+        if entry is not None:
+            entry.failures = 0
+
+    def _take_down(self, entry: ModelEntry, reason: str) -> None:
+        entry.auto_down = True
+        if self.probe_interval > 0 and entry.id not in self._probes:
+            self._probes[entry.id] = asyncio.create_task(self._probe_loop(entry.id))
+
+    async def _probe_loop(self, model_id: str) -> None:
+        wait = self.probe_interval
+        try:
+            while True:
+                await asyncio.sleep(wait)
+                entry = self.entries.get(model_id)
+                if entry is None or entry.state != "down" or not entry.auto_down:
+                    return
+                if await self.probe(model_id):
+                    log.info("model %s passed a probe and is back", model_id)
+                    return
+                wait = min(wait * 2, 300.0)
+        finally:
+            self._probes.pop(model_id, None)
+
+    async def probe(self, model_id: str) -> bool:
+        """Try a downed model: load it if it is not loaded, then generate a few tokens. When
+        that works the model is active again."""
+        entry = self.get(model_id)
+        if entry.engine is None:
+            await self.load(model_id)
+            if entry.engine is None:
+                return False
+        request = GenerationRequest(
+            request_id=f"probe-{model_id}-{time.monotonic_ns()}",
+            messages=[ChatMessage("user", "Say OK.")],
+            max_tokens=4,
+            temperature=0.0,
+        )
+        stream = cast(AsyncGenerator[Any, None], entry.engine.generate(request))
+        try:
+            async with asyncio.timeout(self.probe_timeout):
+                async for _delta in stream:
+                    pass
+        except Exception as exc:  # noqa: BLE001 - a failed probe keeps the model down
+            entry.error = f"{entry.error.split(' [probe: ')[0]} [probe: {str(exc) or type(exc).__name__}]"
+            return False
+        finally:
+            await stream.aclose()
+        entry.state, entry.error, entry.failures, entry.auto_down = "active", "", 0, False
+        return True
 
     def _n_ctx(self, spec: ModelSpec) -> int:
         same = [e.spec.context_length for e in self.entries.values() if e.spec.weights == spec.weights]
@@ -255,6 +332,9 @@ class Registry:
         return idle
 
     async def close(self) -> None:
+        for task in list(self._probes.values()):
+            task.cancel()
+        await asyncio.gather(*self._probes.values(), return_exceptions=True)
         for entry in self.entries.values():
             if entry.engine is not None:
                 await entry.engine.close()
@@ -325,6 +405,7 @@ class Registry:
             raise Invalid(f"state must be one of {', '.join(STATES)}")
         entry = self.get(model_id)
         entry.state = state  # type: ignore[assignment]
+        entry.failures, entry.auto_down = 0, False  # an admin's choice; no probe overrides it
         await self._persist(entry)
         return entry
 

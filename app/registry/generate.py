@@ -48,7 +48,7 @@ async def resolve(models: Registry, model_id: str) -> ModelEntry:
 
 
 async def _measured(
-    metrics: Metrics, entry: ModelEntry, gen: AsyncGenerator[Delta, None], started: float
+    models: Registry, metrics: Metrics, entry: ModelEntry, gen: AsyncGenerator[Delta, None], started: float
 ) -> AsyncGenerator[Delta, None]:
     model_id, stats = entry.id, entry.stats
     stats.requests += 1
@@ -59,11 +59,14 @@ async def _measured(
             if last is None:
                 metrics.ttft.labels(model_id).observe(time.perf_counter() - started)
             last = delta
+            if delta.finish_reason in ("stop", "length"):
+                models.succeeded(model_id)
             yield delta
     except (ContextLengthExceeded, EngineOverloaded):
         raise
-    except EngineError:
+    except EngineError as exc:
         stats.errors += 1
+        models.failed(model_id, str(exc) or type(exc).__name__)
         raise
     finally:
         stats.running -= 1
@@ -82,7 +85,7 @@ async def start(models: Registry, metrics: Metrics, model_id: str, request: Gene
     entry = await resolve(models, model_id)
     assert entry.engine is not None
     stream = cast(AsyncGenerator[Delta, None], entry.engine.generate(request))
-    gen = _measured(metrics, entry, stream, time.perf_counter())
+    gen = _measured(models, metrics, entry, stream, time.perf_counter())
     try:
         first = await anext(gen)
     except ContextLengthExceeded as exc:

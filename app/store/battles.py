@@ -141,6 +141,11 @@ def record_vote(battle_id: str, winner: str, voter_hash: str, categories: list[s
             raise Conflict("This battle already has a vote.")
         if battle["status"] == "failed":
             raise Conflict("A model failed to answer in this battle, so it cannot be voted on.")
+        if battle["status"] == "interrupted":
+            raise Conflict(
+                "This battle was interrupted when the server restarted, so it cannot be voted on;"
+                " please start a new one."
+            )
         if battle["turns"] != turns:
             raise Conflict("The battle changed meanwhile; reload it.")
         answers = conn.execute(

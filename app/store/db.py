@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from app.store import migrations
+from app.store.recovery import interrupt_unfinished
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], T]
@@ -56,10 +57,12 @@ class Store:
         self._reader: aiosqlite.Connection | None = None
         self.writes = 0
         self.commits = 0
+        self.interrupted = 0  # battles found mid-turn at start-up (see app.store.recovery)
 
     async def open(self) -> None:
         await asyncio.to_thread(migrations.apply, self.path)
         conn = _connect(self.path)
+        self.interrupted = await asyncio.to_thread(interrupt_unfinished, conn)
         self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="sqlite-writer", daemon=True)
         self._writer.start()
         self._reader = await aiosqlite.connect(self.path)

@@ -45,11 +45,11 @@ def free_port() -> int:
 class ArenaServer:
     """`arena serve` as a subprocess on a free loopback port."""
 
-    def __init__(self, tmp: Path, *args: str) -> None:
+    def __init__(self, tmp: Path, *args: str, launcher: tuple[str, ...] = ("-m", "app")) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"server-{self.port}.log"
-        cmd = [sys.executable, "-m", "app", "serve", "--port", str(self.port), "--db", str(tmp / "arena.db"), *args]
+        cmd = [sys.executable, *launcher, "serve", "--port", str(self.port), "--db", str(tmp / "arena.db"), *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
