@@ -181,3 +181,28 @@ async def test_token_stream_keeps_flowing_during_ten_bootstraps(arena) -> None:
         assert during.size >= 20, "the stream must overlap the leaderboard requests"
         gaps = np.diff(during)
         assert np.percentile(gaps, 99) <= 0.050, f"p99 gap {np.percentile(gaps, 99) * 1e3:.0f} ms"
+
+
+def test_migration_rewrites_language_names_to_codes(tmp_path: Path) -> None:
+    from sqlite_utils import Database
+
+    from app.store.migrations import migrations
+
+    db = Database(tmp_path / "old.db")
+    migrations.apply(db, stop_before="m006_language_codes")
+    db.execute(
+        "INSERT INTO votes (battle_id, mode, model_a, model_b, winner, categories) VALUES"
+        " ('b1', 'anony', 'x', 'y', 'model_a', 'overall language:english no_ties'),"
+        " ('b2', 'anony', 'x', 'y', 'tie', 'overall language:en'),"
+        " ('b3', 'anony', 'x', 'y', 'tie', 'overall language:unknown')"
+    )
+    db.execute(
+        "INSERT INTO pair_counts VALUES ('anony', 'language:english', 'x', 'y', 1, 0, 0, 0),"
+        " ('anony', 'language:en', 'x', 'y', 0, 0, 1, 0), ('anony', 'language:unknown', 'x', 'y', 0, 0, 1, 0)"
+    )
+    db.conn.commit()
+    migrations.apply(db)
+    categories = [r[0] for r in db.execute("SELECT categories FROM votes ORDER BY battle_id")]
+    assert categories == ["overall language:en no_ties", "overall language:en", "overall"]
+    counts = db.execute("SELECT category, wins_a, ties FROM pair_counts").fetchall()
+    assert counts == [("language:en", 1, 1)]

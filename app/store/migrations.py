@@ -144,6 +144,38 @@ def m005_battle_meta(db: Database) -> None:
     db.table("battles").add_column("meta", str)
 
 
+@migrations()
+def m006_language_codes(db: Database) -> None:
+    """One language code system: "language:english" (imports) becomes "language:en", like live
+    votes, in the votes' categories and in the pair counts (merged); unknown languages go."""
+    from app.rating.language import language_code
+
+    for vote_id, categories in db.execute(
+        "SELECT id, categories FROM votes WHERE categories LIKE '%language:%'"
+    ).fetchall():
+        tags = []
+        for tag in categories.split():
+            code = language_code(tag.split(":", 1)[1]) if tag.startswith("language:") else ""
+            if code is None:
+                continue
+            tags.append(f"language:{code}" if code else tag)
+        db.execute("UPDATE votes SET categories = ? WHERE id = ?", (" ".join(dict.fromkeys(tags)), vote_id))
+    for (old,) in db.execute("SELECT DISTINCT category FROM pair_counts WHERE category LIKE 'language:%'").fetchall():
+        code = language_code(old.split(":", 1)[1])
+        new = f"language:{code}" if code else None
+        if new == old:
+            continue
+        if new is not None:
+            db.execute(
+                "INSERT INTO pair_counts (mode, category, model_a, model_b, wins_a, wins_b, ties, bothbad)"
+                " SELECT mode, ?, model_a, model_b, wins_a, wins_b, ties, bothbad FROM pair_counts WHERE category = ?"
+                " ON CONFLICT (mode, category, model_a, model_b) DO UPDATE SET wins_a = wins_a + excluded.wins_a,"
+                " wins_b = wins_b + excluded.wins_b, ties = ties + excluded.ties, bothbad = bothbad + excluded.bothbad",
+                (new, old),
+            )
+        db.execute("DELETE FROM pair_counts WHERE category = ?", (old,))
+
+
 def apply(path: str) -> None:
     db = Database(path)
     db.enable_wal()
