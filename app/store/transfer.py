@@ -50,7 +50,10 @@ class TransferError(ValueError):
 
 def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed row) from a JSON array or JSONL file; unparsable lines yield an Exception."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TransferError(f"{path}: not UTF-8 text (byte {exc.start}): a battle file is JSON or JSONL") from None
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
