@@ -1,223 +1,200 @@
-"""Leaderboard benchmark: ours vs arena-rank (LMArena's reference) on the same battles.
+"""Leaderboard benchmark: the whole `arena leaderboard --battles FILE` command against
+arena-rank's load + fit + CI, on the same file, in the same run.
 
-    python bench/leaderboard.py [--battles 1500000] [--models 120] [--seed 0]
+    python bench/leaderboard.py [--battles 1670000] [--models 129] [--tie-share 0.3] [--seed 0]
 
-Generates synthetic battles with a fixed seed: true ratings ~ N(1000, 100),
-Zipf-like pair popularity (weight 1/rank over a random order of pairs), random
-sides, 20% ties (half "tie", half "tie (bothbad)"), otherwise a Bradley-Terry
-draw. Then measures, in one run:
-  (a) ours: fit + sandwich intervals + Rank(UB) from the battle columns
-      (aggregation included), and from already-aggregated pair counts;
-  (b) ours: bootstrap with 100 rounds (from the aggregated cells);
-  (c) arena-rank 0.1.1 on the same battles: PairDataset.from_pandas +
-      BradleyTerry.compute_ratings_and_cis(ci_method="sandwich"), timed cold (JIT
-      compile included) and warm; its bootstrap runs in a multiprocessing pool
-      that can hang once JAX is loaded, so one bootstrap round
-      (`fit_single_bootstrap_sample`) is timed a few times in sequence and
-      multiplied by the number of rounds.
-Prints a table with each timing, the ratios arena-rank / ours and the largest
-absolute score difference once both pin the same model to the same score.
+Generates (once, cached under the system temp folder) a clean-battle JSON array of the shape
+of LMSYS's public dump (clean_battle_20240814_public.json: 1.67M battles, 129 models): per row
+question_id, model_a, model_b, winner, judge, turn, anony, language, tstamp, conv_metadata,
+is_code, is_refusal, dedup_tag and category_tag. True ratings ~ N(1000, 100), Zipf-like pair
+popularity, random sides, `--tie-share` ties (split between "tie" and "tie (bothbad)";
+0.3 is our estimate of the dump's share, which is not available offline), 3% named battles.
+
+Then times, in one run:
+  (a) ours, the real command as a whole process (interpreter start, imports, decode, aggregate,
+      fit, sandwich intervals, JSON out): `python -m app leaderboard --battles FILE --format json`;
+      also with `--ci bootstrap` (100 rounds) and `--category language:en`;
+  (b) arena-rank 0.1.1 (pip install arena-rank==0.1.1 pandas), in this process: pandas.read_json
+      of the same file, the anonymous rows, PairDataset.from_pandas and
+      BradleyTerry.compute_ratings_and_cis(ci_method="sandwich"). Its imports and JIT warm-up are
+      not counted (a favour to the anchor).
+Prints each time, the ratio arena-rank / ours (target >= 20) and the largest score difference
+once both pin the same model to the same score.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.rating import (  # noqa: E402
-    LMARENA_ANCHOR,
-    aggregate_battles,
-    cells_from_pair_counts,
-    compute_leaderboard,
-)
-
-ANCHOR_MODEL, ANCHOR_SCORE = LMARENA_ANCHOR
-ROUNDS = 100
+ROOT = Path(__file__).resolve().parents[1]
+ANCHOR = "mixtral-8x7b-instruct-v0.1"
+LANGUAGES = np.array(["English", "Chinese", "Russian", "German", "Spanish", "French", "Japanese", "unknown"])
+LANGUAGE_SHARE = np.array([0.62, 0.1, 0.07, 0.04, 0.04, 0.03, 0.03, 0.07])
 
 
-def synthetic_battles(n_battles: int, n_models: int, seed: int) -> dict[str, Any]:
-    """Battle columns (numpy string arrays) and the true ratings."""
+def _row(k: int, a: str, b: str, winner: str, lang: str, turn: int, anony: bool, tokens: Any) -> str:
+    meta = {
+        "sum_user_tokens": int(tokens[0]),
+        "sum_assistant_a_tokens": int(tokens[1]),
+        "sum_assistant_b_tokens": int(tokens[2]),
+        "context_a_tokens": int(tokens[0]),
+        "context_b_tokens": int(tokens[0]),
+        "turns": turn,
+        "header_count_a": {"h1": 0, "h2": 0, "h3": int(tokens[3] % 3)},
+        "list_count_a": {"ordered": int(tokens[3] % 5), "unordered": 0},
+        "bold_count_a": {"**": int(tokens[3] % 4), "__": 0},
+        "header_count_b": {"h1": 0, "h2": 0, "h3": int(tokens[4] % 3)},
+        "list_count_b": {"ordered": int(tokens[4] % 5), "unordered": 0},
+        "bold_count_b": {"**": int(tokens[4] % 4), "__": 0},
+    }
+    row = {
+        "question_id": f"{k:032x}",
+        "model_a": a,
+        "model_b": b,
+        "winner": winner,
+        "judge": f"arena_user_{k % 50_000:06d}",
+        "turn": turn,
+        "anony": anony,
+        "language": lang,
+        "tstamp": 1_700_000_000.0 + k * 7.3,
+        "conv_metadata": meta,
+        "is_code": bool(tokens[3] % 5 == 0),
+        "is_refusal": False,
+        "dedup_tag": {"high_freq": False, "sampled": True},
+        "category_tag": {
+            "criteria_v0.1": {"specificity": bool(k % 2), "domain_knowledge": True, "complexity": False},
+            "if_v0.1": {"if": False, "score": int(tokens[3] % 5)},
+            "math_v0.1": {"math": False},
+        },
+    }
+    return json.dumps(row)
+
+
+def make_file(path: Path, n: int, n_models: int, tie_share: float, seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
-    names = np.array([ANCHOR_MODEL] + [f"model-{k:03d}" for k in range(1, n_models)])
+    names = [ANCHOR] + [f"model-{k:03d}" for k in range(1, n_models)]
     true = rng.normal(1000.0, 100.0, n_models)
     lo, hi = np.triu_indices(n_models, k=1)
     popularity = 1.0 / rng.permutation(np.arange(1, lo.size + 1))
-    pair = rng.choice(lo.size, size=n_battles, p=popularity / popularity.sum())
-    swap = rng.random(n_battles) < 0.5
-    ia = np.where(swap, hi[pair], lo[pair])
-    ib = np.where(swap, lo[pair], hi[pair])
+    pair = rng.choice(lo.size, size=n, p=popularity / popularity.sum())
+    swap = rng.random(n) < 0.5
+    ia, ib = np.where(swap, hi[pair], lo[pair]), np.where(swap, lo[pair], hi[pair])
     p_a = 1.0 / (1.0 + 10.0 ** ((true[ib] - true[ia]) / 400.0))
-    u = rng.random(n_battles)
-    tie = rng.random(n_battles) < 0.2
-    labels = np.array(["model_a", "model_b", "tie", "tie (bothbad)"])
-    code = np.where(tie, 2 + (rng.random(n_battles) < 0.5), np.where(u < p_a, 0, 1))
-    return {"model_a": names[ia], "model_b": names[ib], "winner": labels[code], "true": true}
+    tie = rng.random(n) < tie_share
+    code = np.where(tie, 2 + (rng.random(n) < 0.55), np.where(rng.random(n) < p_a, 0, 1))
+    labels = ["model_a", "model_b", "tie", "tie (bothbad)"]
+    lang = rng.choice(LANGUAGES, size=n, p=LANGUAGE_SHARE)
+    turn = 1 + (rng.random(n) < 0.15) * rng.integers(1, 4, n)
+    anony = rng.random(n) >= 0.03
+    tokens = rng.integers(1, 2000, (n, 5))
+    with path.open("w") as f:
+        f.write("[\n")
+        for k in range(n):
+            f.write(
+                _row(
+                    k,
+                    names[ia[k]],
+                    names[ib[k]],
+                    labels[code[k]],
+                    str(lang[k]),
+                    int(turn[k]),
+                    bool(anony[k]),
+                    tokens[k],
+                )
+            )
+            f.write(",\n" if k < n - 1 else "\n]\n")
+    return {names[k]: float(true[k]) for k in range(n_models)}
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Median wall time over `repeat` calls, and the last result."""
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
-
-
-def ours(data: dict[str, Any]) -> dict[str, Any]:
-    a, b, w = data["model_a"], data["model_b"], data["winner"]
-
-    def from_battles() -> Any:
-        cells = aggregate_battles(a, b, w)
-        return cells, compute_leaderboard(cells, anchor=LMARENA_ANCHOR)
-
-    t_battles, (cells, board) = timed(from_battles, 7)
-    # stored pair counts as the app's SQLite store would return them: lists of rows
-    names = cells.models
-    pa = [names[k] for k in cells.i.tolist()]
-    pb = [names[k] for k in cells.j.tolist()]
-    wa, wb, ti = (cells.counts[:, k].tolist() for k in range(3))
-
-    def from_counts() -> Any:
-        c = cells_from_pair_counts(pa, pb, wa, wb, ti)
-        return compute_leaderboard(c, anchor=LMARENA_ANCHOR)
-
-    t_counts, _ = timed(from_counts, 20)
-    t_boot, boot = timed(
-        lambda: compute_leaderboard(cells, anchor=LMARENA_ANCHOR, ci="bootstrap", rounds=ROUNDS),
-        3,
+def ours(path: Path, *extra: str) -> tuple[float, dict[str, Any]]:
+    """Wall time of the real command as a whole process, and its JSON."""
+    t0 = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, "-m", "app", "leaderboard", "--battles", str(path), "--format", "json", *extra],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
     )
-    scores = {r.model: r.rating for r in board.rows}
-    width_s = np.mean([r.ci_upper - r.ci_lower for r in board.rows])
-    width_b = np.mean([r.ci_upper - r.ci_lower for r in boot.rows])
-    return {
-        "battles": t_battles,
-        "counts": t_counts,
-        "boot": t_boot,
-        "scores": scores,
-        "info": board.info,
-        "width_s": width_s,
-        "width_b": width_b,
-    }
+    return time.perf_counter() - t0, json.loads(run.stdout)
 
 
-def arena_rank(data: dict[str, Any]) -> dict[str, Any] | None:
+def arena_rank(path: Path) -> tuple[float, dict[str, float]] | None:
     try:
         import jax
         import pandas as pd
-        from arena_rank.models.bradley_terry import BradleyTerry, fit_single_bootstrap_sample
+        from arena_rank.models.bradley_terry import BradleyTerry
         from arena_rank.utils.data_utils import PairDataset
     except ImportError:
         return None
-    df = pd.DataFrame({k: data[k] for k in ("model_a", "model_b", "winner")})
 
-    def run() -> Any:
-        ds = PairDataset.from_pandas(df)
+    def run(df: Any) -> Any:
+        ds = PairDataset.from_pandas(df[df["anony"]][["model_a", "model_b", "winner"]])
         model = BradleyTerry(n_competitors=len(ds.competitors))
         res = model.compute_ratings_and_cis(ds, ci_method="sandwich")
         jax.block_until_ready(res["rating_upper"])
-        return ds, model, res
+        return ds, res
 
+    small = pd.DataFrame({"model_a": ["a", "b"], "model_b": ["b", "a"], "winner": ["model_a", "tie"], "anony": True})
+    run(small)  # JIT warm-up, not counted
     t0 = time.perf_counter()
-    run()
-    cold = time.perf_counter() - t0
-    warm, (ds, model, res) = timed(run, 2)
-    key = jax.random.PRNGKey(42)
-    total = float(ds.counts.sum())
-
-    def draw() -> Any:
-        out = jax.random.multinomial(
-            key=key,
-            n=total,
-            p=ds.counts / total,
-            shape=(ROUNDS, ds.counts.shape[0]),
-            dtype=model.dtype,
-        )
-        return jax.block_until_ready(out)
-
-    t_draw, counts = timed(draw, 1)
-
-    def one_round(r: int) -> Any:
-        params = fit_single_bootstrap_sample(counts[r], model, ds)
-        return jax.block_until_ready(params["ratings"])
-
-    one_round(0)  # compile
-    per_round, _ = timed(lambda: [one_round(r) for r in range(1, 4)], 1)
-    boot = t_draw + per_round / 3 * ROUNDS
+    df = pd.read_json(path)
+    ds, res = run(df)
+    elapsed = time.perf_counter() - t0
     comp = list(ds.competitors)
     ratings = np.asarray(res["ratings"])
-    shift = ANCHOR_SCORE - ratings[comp.index(ANCHOR_MODEL)]
-    scores = {m: float(r + shift) for m, r in zip(comp, ratings, strict=True)}
-    return {"cold": cold, "warm": warm, "boot": boot, "scores": scores}
+    shift = 1000.0 - ratings[comp.index(ANCHOR)]
+    return elapsed, {m: float(r + shift) for m, r in zip(comp, ratings, strict=True)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--battles", type=int, default=1_500_000)
-    parser.add_argument("--models", type=int, default=120)
+    parser.add_argument("--battles", type=int, default=1_670_000)
+    parser.add_argument("--models", type=int, default=129)
+    parser.add_argument("--tie-share", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
-    t0 = time.perf_counter()
-    data = synthetic_battles(args.battles, args.models, args.seed)
-    print(
-        f"{args.battles:,} battles over {args.models} models, seed {args.seed} "
-        f"(generated in {time.perf_counter() - t0:.1f} s)"
-    )
-    mine = ours(data)
-    info = mine["info"]
-    print(
-        f"ours: converged={info.converged} iterations={info.iterations} "
-        f"grad_norm={info.grad_norm:.1e}; mean 95% width sandwich {mine['width_s']:.2f}, "
-        f"bootstrap {mine['width_b']:.2f}"
-    )
-    ref = arena_rank(data)
-
-    def ms(x: float) -> str:
-        return f"{1e3 * x:10.1f} ms"
-
+    path = Path(tempfile.gettempdir()) / f"arena-bench-{args.battles}-{args.models}-{args.tie_share}-{args.seed}.json"
+    if not path.exists():
+        t0 = time.perf_counter()
+        make_file(path.with_suffix(".tmp"), args.battles, args.models, args.tie_share, args.seed)
+        path.with_suffix(".tmp").rename(path)
+        print(f"generated {path} in {time.perf_counter() - t0:.1f} s")
+    print(f"{args.battles:,} battles, {args.models} models, {path.stat().st_size / 1e6:.0f} MB: {path}")
+    anchor = [f"--anchor={ANCHOR}=1000"]
+    t_ours, board = ours(path, *anchor)
+    t_boot, _ = ours(path, *anchor, "--ci", "bootstrap")
+    t_lang, lang = ours(path, *anchor, "--category", "language:en")
+    ref = arena_rank(path)
     rows = [
-        ("ours: fit + sandwich + rank, from battles", mine["battles"]),
-        ("ours: fit + sandwich + rank, from pair counts", mine["counts"]),
-        (f"ours: bootstrap {ROUNDS} rounds", mine["boot"]),
+        ("ours: arena leaderboard --battles (whole process, sandwich)", t_ours),
+        ("ours: same, --ci bootstrap (100 rounds)", t_boot),
+        ("ours: same, --category language:en", t_lang),
     ]
     if ref is not None:
-        rows += [
-            ("arena-rank: from_pandas + sandwich (cold, JIT)", ref["cold"]),
-            ("arena-rank: from_pandas + sandwich (warm)", ref["warm"]),
-            (f"arena-rank: bootstrap {ROUNDS} rounds (est.)", ref["boot"]),
-        ]
+        rows.append(("arena-rank: read_json + from_pandas + sandwich (in process)", ref[0]))
     width = max(len(r[0]) for r in rows)
-    print()
-    print(f"{'measurement':<{width}}  {'time':>13}")
-    print("-" * (width + 15))
+    print(f"\n{'measurement':<{width}}  {'seconds':>9}\n" + "-" * (width + 11))
     for label, t in rows:
-        print(f"{label:<{width}}  {ms(t)}")
-    print("-" * (width + 15))
+        print(f"{label:<{width}}  {t:9.2f}")
+    print("-" * (width + 11))
+    print(f"votes counted: overall {board['total_votes']:,}, language:en {lang['total_votes']:,}")
     if ref is None:
-        print("arena-rank is not installed: the anchor is missing (pip install arena-rank==0.1.1 to compare).")
+        print("arena-rank is not installed: no anchor (pip install arena-rank==0.1.1 pandas).")
         return
-    diff = max(abs(mine["scores"][m] - ref["scores"][m]) for m in mine["scores"])
-    print(
-        f"{'ratio fit+intervals, arena-rank warm / ours from battles':<{width}}  "
-        f"{ref['warm'] / mine['battles']:10.1f} x   (target >= 20)"
-    )
-    print(
-        f"{'ratio fit+intervals, arena-rank cold / ours from battles':<{width}}  "
-        f"{ref['cold'] / mine['battles']:10.1f} x"
-    )
-    print(f"{'ours from pair counts':<{width}}  {ms(mine['counts'])}   (target <= 20 ms)")
-    print(f"{'ratio bootstrap-100, arena-rank / ours':<{width}}  {ref['boot'] / mine['boot']:10.1f} x   (target >= 20)")
-    print(f"{'max |score difference| (both pin ' + ANCHOR_MODEL + ')':<{width}}  {diff:10.4f} pts (target <= 0.05)")
+    mine = {m["model"]: m["rating"] for m in board["models"]}
+    diff = max(abs(mine[m] - ref[1][m]) for m in mine)
+    print(f"{'ratio arena-rank / ours (target >= 20)':<{width}}  {ref[0] / t_ours:9.1f}x")
+    print(f"{'max |score difference|, both pin ' + ANCHOR:<{width}}  {diff:9.3f}")
 
 
 if __name__ == "__main__":

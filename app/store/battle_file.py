@@ -68,17 +68,19 @@ class Columns:
     index: dict[str, int] = field(default_factory=dict)
     parts: list[np.ndarray] = field(default_factory=list)
 
-    def code(self, name: str) -> int:
-        k = self.index.get(name)
-        if k is None:
-            k = self.index[name] = len(self.names)
+    def codes(self, names: list[str]) -> np.ndarray:
+        """Integer code per name, new names numbered as they come."""
+        index = self.index
+        for name in set(names).difference(index):
+            index[name] = len(self.names)
             self.names.append(name)
-        return k
+        return np.fromiter(map(index.__getitem__, names), np.int64, len(names))
 
     def add(self, rows: list[Any]) -> None:
-        code, winners = self.code, WINNER_CODES
-        flat = [v for r in rows for v in (code(r.model_a), code(r.model_b), winners[r.winner])]
-        self.parts.append(np.array(flat, dtype=np.int64).reshape(-1, 3))
+        a = self.codes([r.model_a for r in rows])
+        b = self.codes([r.model_b for r in rows])
+        w = np.fromiter(map(WINNER_CODES.__getitem__, [r.winner for r in rows]), np.int64, len(rows))
+        self.parts.append(np.stack([a, b, w], axis=1))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(model_a codes, model_b codes, winner codes)."""
