@@ -18,7 +18,9 @@ import httpx
 from tests.helpers.server import ArenaServer, scripted_models_toml
 
 # No limit gets in the way of the traffic (every rate flag the server has is raised).
-OPEN_RATES = ("--battle-rate", "1000000/1", "--vote-rate", "1000000/1")
+OPEN_RATES = tuple(
+    arg for flag in ("--battle-rate", "--vote-rate", "--generation-rate", "--model-rate") for arg in (flag, "1000000/1")
+)
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 
 
