@@ -39,6 +39,7 @@ fast: install-dev static
 
 lint: install-dev
 	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy app
 
 $(VENV)/bin/python:
@@ -99,6 +100,6 @@ bench: install-dev
 
 # The CUDA image's install: the gpu extra (vLLM) on top of the CPU install.
 install-gpu: $(VENV)/.installed-gpu
-$(VENV)/.installed-gpu: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.installed-gpu: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 	$(BIN)/pip install -q -e '.[gpu,hf]'
 	touch $(VENV)/.installed $@
