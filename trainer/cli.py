@@ -61,7 +61,7 @@ def _training_flags(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="train_command", required=True, metavar="{sft,dpo,export,converter}")
+    sub = parser.add_subparsers(dest="train_command", required=True, metavar="{sft,dpo,export,demo,converter}")
     sft = sub.add_parser("sft", help="Supervised fine-tuning on conversations.")
     _training_flags(
         sft, lr_help="Learning rate (0: 2e-4 with --lora, 2e-5 full).", batch=4, max_length=512, eval_fraction=0.05
@@ -86,6 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tokenizer-pre", default="", help="GGUF pre-tokenizer name for a BPE tokenizer llama.cpp does not know."
     )
     sub.add_parser("converter", help="Fetch llama.cpp's converter from the pinned llama-cpp-python sdist (pip).")
+    demo = sub.add_parser("demo", help="Build the chat-tuned bundled Gemma (LoRA on the seed set); resumable.")
+    demo.add_argument("--out", type=Path, default=None, help="Output folder (default: ~/.cache/arena/demo-model).")
 
 
 def run(args: Any) -> int:
@@ -117,6 +119,13 @@ def _dispatch(args: Any) -> int:
 
         print(f"converter ready in {fetch()}")
         return 0
+    if command == "demo":
+        from trainer.demo import build_demo
+
+        result = build_demo(args.out)
+        if result.get("models_entry"):
+            print(result["models_entry"], end="")
+        return 0 if result else 1
     if command == "export":
         from trainer.export import export_run
 

@@ -108,3 +108,28 @@ def test_export_refuses_unfinished_runs_and_lora_without_a_gguf_base(
     train_sft(config(tiny_base, tiny_data, lora, steps=2, lora=True), progress=Progress(io.StringIO()))
     with pytest.raises(TrainError, match="needs a base that came from a GGUF"):
         export_run(lora, "lora")
+
+
+@pytest.mark.parametrize(("keep", "kept_file"), [(-10.0, "model-q4_k_m.gguf"), (10.0, "model-q8_0.gguf")])
+def test_q4_k_m_is_kept_only_when_the_fine_tune_survives(
+    converter: Path,
+    tiny_base: Path,
+    tiny_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    keep: float,
+    kept_file: str,
+) -> None:
+    from trainer import export
+    from trainer.progress import Progress
+    from trainer.sft import train_sft
+
+    run = tmp_path / "run"
+    train_sft(config(tiny_base, tiny_data, run), progress=Progress(io.StringIO()))
+    monkeypatch.setattr(export, "KEEP", keep)
+    result = export.export_run(run, "q4_k_m", tokenizer_pre="gpt-2")
+    check = result["q4_check"]
+    assert check["samples"] == 8 and check["losses"]["f16"] < check["losses"]["base"]
+    assert check["survived"] is (keep < 0)
+    assert result["gguf"] == kept_file and sorted(p.name for p in run.glob("*.gguf")) == [kept_file]
+    assert result["gguf_kind"] == ("q4_k_m" if keep < 0 else "q8_0")
