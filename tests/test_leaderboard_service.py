@@ -206,3 +206,32 @@ def test_migration_rewrites_language_names_to_codes(tmp_path: Path) -> None:
     assert categories == ["overall language:en no_ties", "overall language:en", "overall"]
     counts = db.execute("SELECT category, wins_a, ties FROM pair_counts").fetchall()
     assert counts == [("language:en", 1, 1)]
+
+
+async def test_page_marks_provisional_models(arena) -> None:
+    from tests.helpers.arena import parse_html
+
+    async with arena() as c:
+        await _vote(c, "Which is better?")
+        tree = parse_html((await c.get("/leaderboard")).text)
+        rows = tree.all("tr", cls="provisional")
+        assert sorted(r.attrs["data-model"] for r in rows) == ["alpha", "beta"]
+        assert tree.all("abbr", cls="provisional")
+
+
+def test_long_prompt_uses_the_stored_token_count(tmp_path: Path) -> None:
+    from app.rating.categories import battle_categories
+
+    assert "long_prompt" in battle_categories("short", 1, "tie", 600, language="en")
+    assert "long_prompt" not in battle_categories("x" * 2400, 1, "tie", 120, language="en")  # 2400 chars, 120 tokens
+    rows = tmp_path / "b.jsonl"
+    rows.write_text(
+        '{"model_a": "x", "model_b": "y", "winner": "tie", "language": "English",'
+        ' "conv_metadata": {"sum_user_tokens": 700}}\n'
+    )
+    db = tmp_path / "a.db"
+    assert arena_cli(["battles", "import", str(rows), "--db", str(db)]) == 0
+    conn = sqlite3.connect(db)
+    (categories,) = conn.execute("SELECT categories FROM votes").fetchone()
+    conn.close()
+    assert categories.split() == ["overall", "language:en", "long_prompt"]

@@ -1,4 +1,4 @@
-"""Aggregation of battles into cells (app.rating.cells, app.rating.codes)."""
+"""Aggregation of battles into cells (app.rating.cells)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -226,7 +225,3 @@ def memory_total() -> int:
     except OSError:
         pass
     return 16 * 1024 * MB
-
-
-def default_model_dirs() -> list[Path]:
-    return [Path(os.getcwd()) / "models"]

@@ -232,3 +232,14 @@ async def get_messages(store: Store, battle_id: str) -> list[dict[str, Any]]:
 async def get_vote(store: Store, battle_id: str) -> dict[str, Any] | None:
     row = await store.fetchone("SELECT * FROM votes WHERE battle_id = ?", (battle_id,))
     return dict(row) if row is not None else None
+
+
+async def first_prompt_tokens(store: Store, battle_id: str) -> int | None:
+    """The first prompt's length in tokens, as the answering models counted it (the smaller
+    side's count, stored with each answer); None before any answer stored one."""
+    row = await store.fetchone(
+        "SELECT MIN(prompt_tokens) FROM messages WHERE battle_id = ? AND turn = 1 AND role = 'assistant'"
+        " AND prompt_tokens > 0",
+        (battle_id,),
+    )
+    return int(row[0]) if row is not None and row[0] is not None else None

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from app.rating.categories import battle_categories
 from app.rating.style import style_features
 from app.store.battles import WINNERS, _count
@@ -49,26 +51,25 @@ class TransferError(ValueError):
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed row) from a JSON array or JSONL file; unparsable lines yield an Exception."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise TransferError(f"{path}: not UTF-8 text (byte {exc.start}): a battle file is JSON or JSONL") from None
-    stripped = text.lstrip()
-    if stripped.startswith("["):
+    """(line number, parsed row) from a JSON array or JSONL file; unparsable lines yield an Exception.
+
+    Decoded with msgspec (several times faster than ``json``); a JSONL file line by line."""
+    data = path.read_bytes()
+    if data.lstrip()[:1] == b"[":
         try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
+            rows = msgspec.json.decode(data)
+        except msgspec.DecodeError as exc:
             raise TransferError(f"{path}: not valid JSON: {exc}") from None
         yield from enumerate(rows, start=1)
         return
-    for number, line in enumerate(text.splitlines(), start=1):
+    decode = msgspec.json.Decoder().decode
+    for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, ValueError(f"not valid JSON ({exc.msg})")
+            yield number, decode(line)
+        except msgspec.DecodeError as exc:
+            yield number, ValueError(f"not valid JSON ({exc})")
 
 
 def check_row(row: Any) -> str | None:
@@ -123,6 +124,13 @@ def _first_prompt(row: dict[str, Any]) -> str:
     return ""
 
 
+def _prompt_tokens(row: dict[str, Any]) -> int | None:
+    """The user tokens FastChat stores with a battle (``conv_metadata.sum_user_tokens``), if any."""
+    meta = row.get("conv_metadata")
+    tokens = meta.get("sum_user_tokens") if isinstance(meta, dict) else None
+    return tokens if isinstance(tokens, int) and tokens >= 0 else None
+
+
 def import_rows(conn: sqlite3.Connection, rows: list[dict[str, Any]], report: Report) -> None:
     """Insert battles, messages, votes and pair counts (one transaction, idempotent per row)."""
     conn.execute("BEGIN IMMEDIATE")
@@ -152,7 +160,7 @@ def _import_one(conn: sqlite3.Connection, row: dict[str, Any], report: Report) -
     )
     sums = _import_messages(conn, battle_id, row, created)
     language = row.get("language") if isinstance(row.get("language"), str) else None
-    categories = battle_categories(prompt, turns, row["winner"], None, language=language)
+    categories = battle_categories(prompt, turns, row["winner"], _prompt_tokens(row), language=language)
     conn.execute(
         "INSERT INTO votes (battle_id, mode, model_a, model_b, winner, turns, created, voter_hash,"
         " categories, pair_prob, "
