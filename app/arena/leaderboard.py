@@ -225,12 +225,17 @@ async def load_scores(store: Store) -> dict[str, dict[str, float]]:
 # -- the service ------------------------------------------------------------------------------
 
 
-def _one_blas_thread(work: Callable[[], Any]) -> Any:
-    """Run ``work`` with BLAS held to one thread: its default threads fight the event loop."""
+def _one_blas_thread() -> None:
+    """Fit threads' initializer: hold BLAS to one thread (process-wide, where the BLAS is
+    shared). Its default, one thread per core, fights the event loop and the engines for the
+    cores; the rating fits are small matrix work that gains nothing from more."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        return work()
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def _pool(name: str) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=_one_blas_thread)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -260,19 +265,20 @@ class Service:
     version: int = 0
     _cache: OrderedDict[tuple[Any, ...], _Entry] = field(default_factory=OrderedDict)
     _running: dict[tuple[Any, ...], asyncio.Future[Any]] = field(default_factory=dict)
-    _pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="leaderboard")
-    )
+    # bootstrap fits queue in their own thread, so a plain board never waits behind them
+    _slow: ThreadPoolExecutor = field(default_factory=lambda: _pool("leaderboard-bootstrap"))
+    _fast: ThreadPoolExecutor = field(default_factory=lambda: _pool("leaderboard"))
 
     def bump(self) -> None:
         self.version += 1
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._slow, self._fast):
+            pool.shutdown(wait=False, cancel_futures=True)
 
-    async def in_worker(self, work: Callable[[], Any]) -> Any:
-        """Run blocking rating work in the fit thread, never on the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _one_blas_thread, work)
+    async def in_worker(self, work: Callable[[], Any], *, slow: bool = False) -> Any:
+        """Run blocking rating work in a fit thread, never on the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._slow if slow else self._fast, work)
 
     def _fresh(self, key: tuple[Any, ...], ttl: float) -> _Entry | None:
         hit = self._cache.get(key)
@@ -328,7 +334,7 @@ class Service:
             fitted = fit_board(data, query)
             return fitted_json(fitted, query, metadata=metadata, scores=scores, overall_votes=overall_votes)
 
-        out: dict[str, Any] = await self.in_worker(work)
+        out: dict[str, Any] = await self.in_worker(work, slow=query.ci == "bootstrap")
         return out
 
     async def board(self, metadata: Mapping[str, Mapping[str, Any]], query: Query) -> dict[str, Any]:
