@@ -53,7 +53,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 
 install-dev: $(VENV)/.installed-dev
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
-	$(BIN)/pip install -q -e '.[dev,hf]'
+	$(BIN)/pip install -q -e '.[dev,hf,train]'
 	touch $(VENV)/.installed $@
 
 # Build the wheel once per (version, flags) into its own folder, without pip's cache (which would hand
