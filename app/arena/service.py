@@ -142,9 +142,9 @@ class Arena:
             raise Conflict("Wait for both answers before sending the next prompt.")
         if len(battle.history) >= self.limits.max_turns:
             raise Conflict(f"A battle has at most {self.limits.max_turns} turns; start a new one.")
+        self._admit(client, battle.models)
         await self._begin_turn(battle, prompt)
         return battle
-        self._admit(client, battle.models)
 
     async def _begin_turn(self, battle: LiveBattle, prompt: str) -> None:
         number = len(battle.history) + 1
@@ -278,11 +278,11 @@ class Arena:
         turn = battle.turn
         if turn is None:
             raise Conflict("Nothing to regenerate yet.")
+        self._admit(client, battle.models)
         if not turn.complete:
             await self.stop(battle_id)
             await turn.finished.wait()
             if battle.turn is not turn or battle.voted:
-        self._admit(client, battle.models)
                 raise Conflict("The battle changed meanwhile; reload it.")
         # The new turn is current before the first await, so a concurrent request sees it busy.
         new = Turn(turn.number, turn.prompt, {s: Side(m) for s, m in battle.models.items()})
