@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,14 +23,14 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app.arena.leaderboard import Service as LeaderboardService
+from app.arena.limits import Throttle
 from app.arena.service import Arena, Limits
-from app.arena.visitors import RateLimiter, parse_rate
 from app.engines.llamacpp import CpuBudget
 from app.engines.llamacpp_check import check_gguf
 from app.metrics import Metrics
 from app.registry.core import Registry
 from app.registry.factory import MB, memory_total
-from app.registry.spec import load_models
+from app.registry.spec import ModelSpec, check_api_key_env, load_models
 from app.routes import admin, arena_api, errors, health, leaderboard, openai, pages
 from app.settings import Settings
 from app.store import migrations
@@ -70,10 +71,10 @@ def _count_requests(metrics: Metrics) -> Any:
     return hook
 
 
-def create_app(settings: Settings) -> Litestar:
-    budget = CpuBudget(settings.threads or None)
+def _state(settings: Settings) -> State:
+    """Everything the routes share, built without touching the disk (the lifespan opens it)."""
     registry = Registry(
-        budget=budget,
+        budget=CpuBudget(settings.threads or None),
         parallel=settings.parallel,
         max_queue=settings.max_queue,
         model_dirs=[Path(d) for d in settings.model_dir],
@@ -81,41 +82,61 @@ def create_app(settings: Settings) -> Litestar:
         keep_alive=settings.keep_alive,
         check_gguf=check_gguf if settings.check_engines else None,
     )
+    registry.factory.env_prefix = settings.remote_env_prefix
     metrics = Metrics()
     store = Store(settings.db)
-    secret = settings.secret or migrations.stored_secret(str(settings.db))
-    limits = Limits(settings.max_prompt_chars, settings.max_turns, settings.generation_timeout)
+    throttle = Throttle.from_settings(settings)
     board = LeaderboardService(store)
+    limits = Limits(settings.max_prompt_chars, settings.max_turns, settings.generation_timeout)
     arena = Arena(registry, store, metrics, limits)
     arena.on_vote = board.bump
-    state = State(
+    arena.throttle = throttle
+    return State(
         {
             "settings": settings,
             "models": registry,
             "metrics": metrics,
             "store": store,
-            "secret": secret,
+            "secret": settings.secret,  # the stored secret replaces it once the database is open
             "arena": arena,
             "leaderboard": board,
-            "limiters": {
-                "battle": RateLimiter(*parse_rate(settings.battle_rate)),
-                "vote": RateLimiter(*parse_rate(settings.vote_rate)),
-            },
+            "throttle": throttle,
         }
     )
 
+
+def _lifespan(state: State, specs: list[ModelSpec], csrf: CSRFConfig) -> Any:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
-            await store.open()
-            await registry.start(load_models(settings.models), store)
-            async with background(reaper(registry)):
+            await state.store.open()
+            if not state.settings.secret:
+                state.secret = csrf.secret = await asyncio.to_thread(migrations.stored_secret, state.store.path)
+            await state.models.start(specs, state.store)
+            async with background(reaper(state.models)):
                 yield
         finally:
-            await app.state.arena.close()
-            await registry.close()
-            await store.close()
+            await state.arena.close()
+            await state.models.close()
+            await state.store.close()
 
+    return lifespan
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The app for ``settings``. Reads the models file and checks it; writes nothing (the
+    database opens in the lifespan), so bad settings fail before any file is made."""
+    specs = load_models(settings.models)
+    for spec in specs:
+        check_api_key_env(spec, settings.remote_env_prefix)
+    state = _state(settings)
+    # Until the lifespan reads the database's own secret, a throwaway one (never used to serve).
+    csrf = CSRFConfig(
+        secret=settings.secret or secrets.token_hex(32),
+        exclude=["^/v1/", "^/api/", "^/health", "^/ready", "^/metrics"],
+        cookie_samesite="strict",
+        cookie_secure=False,
+    )
     return Litestar(
         route_handlers=[
             openai.router,
@@ -128,13 +149,11 @@ def create_app(settings: Settings) -> Litestar:
             static_files,
         ],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(views.environment())),
-        csrf_config=CSRFConfig(
-            secret=secret, exclude=["^/v1/", "^/api/", "^/health", "^/ready", "^/metrics"], cookie_samesite="strict"
-        ),
+        csrf_config=csrf,
         state=state,
         plugins=[HTMXPlugin()],
-        lifespan=[lifespan],
-        before_send=[_count_requests(metrics)],
+        lifespan=[_lifespan(state, specs, csrf)],
+        before_send=[_count_requests(state.metrics)],
         exception_handlers=errors.HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,

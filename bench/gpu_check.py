@@ -90,7 +90,7 @@ async def check_cancel(engine: Any, context: int) -> str | None:
         await gen.aclose()
     for _ in range(500):
         stats = engine.stats()
-        if stats.get("running", 0) + stats.get("queued", 0) == 0:
+        if stats.running + stats.queue_depth == 0:
             break
         await asyncio.sleep(0.01)
     else:

@@ -95,7 +95,7 @@ async def test_full_queue_is_refused(weights: LlamaWeights) -> None:
     await anext(running)
     waiting = asyncio.ensure_future(_all(engine, _req(max_tokens=2, rid="b")))
     await asyncio.sleep(0.05)
-    assert engine.stats()["queue_depth"] == 1
+    assert engine.stats().queue_depth == 1
     with pytest.raises(EngineOverloaded):
         await _all(engine, _req(max_tokens=2, rid="c"))
     await running.aclose()

@@ -247,7 +247,7 @@ def test_death_mid_stream_raises_after_partial_text() -> None:
                 seen.append(d.text)
         assert seen == ["one", "two"]
         assert len(fake.requests) == 1  # never retried once the stream started
-        assert engine.stats()["errors_total"] == 1
+        assert engine.stats().errors_total == 1
 
     run_with_engine("die", body)
 
@@ -273,17 +273,17 @@ def test_abort_and_aclose_stop_a_stream() -> None:
         gen = engine.generate(chat())
         await gen.__anext__()
         await gen.aclose()
-        assert engine.stats()["running"] == 0
+        assert engine.stats().running == 0
 
     run_with_engine("slow", body)
 
 
 def test_api_key_comes_from_the_named_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ARENA_TEST_REMOTE_KEY", raising=False)
-    with pytest.raises(ValueError, match="ARENA_TEST_REMOTE_KEY"):
-        RemoteEngine("http://127.0.0.1:1/v1", "echo", api_key_env="ARENA_TEST_REMOTE_KEY")
+    monkeypatch.delenv("ARENA_REMOTE_TEST_KEY", raising=False)
+    with pytest.raises(ValueError, match="ARENA_REMOTE_TEST_KEY"):
+        RemoteEngine("http://127.0.0.1:1/v1", "echo", api_key_env="ARENA_REMOTE_TEST_KEY")
 
-    monkeypatch.setenv("ARENA_TEST_REMOTE_KEY", "sk-test-sekrit")
+    monkeypatch.setenv("ARENA_REMOTE_TEST_KEY", "sk-test-sekrit")
 
     async def body(engine: RemoteEngine, fake: FakeOpenAI) -> None:
         await collect(engine, chat())
@@ -291,7 +291,7 @@ def test_api_key_comes_from_the_named_env_var(monkeypatch: pytest.MonkeyPatch) -
         stored = {k: v for k, v in vars(engine).items() if k != "_client"}
         assert "sk-test-sekrit" not in repr(stored)
 
-    run_with_engine("echo", body, api_key_env="ARENA_TEST_REMOTE_KEY")
+    run_with_engine("echo", body, api_key_env="ARENA_REMOTE_TEST_KEY")
 
 
 def test_check_and_health() -> None:
@@ -313,7 +313,7 @@ def test_unreachable_remote_retries_connects_then_fails() -> None:
         engine = RemoteEngine(f"http://127.0.0.1:{free_port()}/v1", "echo", connect_retries=2)
         with pytest.raises(EngineError, match="unreachable"):
             await collect(engine, chat())
-        assert engine.stats()["connect_failures_total"] == 3
+        assert engine.stats().extra["connect_failures_total"] == 3
         with pytest.raises(EngineError, match="unreachable"):
             await engine.check()
         await engine.close()

@@ -18,6 +18,7 @@ from app.engines.base import (  # noqa: E402
     ChatMessage,
     ContextLengthExceeded,
     Delta,
+    EngineStats,
     GenerationRequest,
 )
 from app.engines.transformers import IncrementalDetokenizer, TransformersEngine  # noqa: E402
@@ -117,20 +118,20 @@ def test_max_tokens_none_fills_the_context(model_dir: Path) -> None:
 def test_aclose_cancels_the_worker(engine: TransformersEngine) -> None:
     max_tokens = CONTEXT - 100
 
-    async def run() -> dict[str, float | int]:
+    async def run() -> EngineStats:
         gen = engine.generate(chat("cancel-me", max_tokens=max_tokens))
         seen = [await gen.__anext__(), await gen.__anext__()]
         assert all(d.finish_reason is None for d in seen)
         await gen.aclose()
         for _ in range(2000):  # bounded wait for the worker thread to notice the flag
             stats = engine.stats()
-            if stats["running"] == 0 and stats["queued"] == 0:
+            if stats.running == 0 and stats.queue_depth == 0:
                 return stats
             await asyncio.sleep(0.01)
         raise AssertionError("worker still running after aclose")
 
-    before = engine.stats()["tokens_generated_total"]
-    after = asyncio.run(run())["tokens_generated_total"]
+    before = engine.stats().tokens_generated_total
+    after = asyncio.run(run()).tokens_generated_total
     assert engine.last_generated == after - before
     assert engine.last_generated < max_tokens // 2
 

@@ -203,7 +203,7 @@ def test_aclose_aborts_the_same_request_id() -> None:
     asyncio.run(run())
     assert llm(engine).closed_streams == ["req-7"]
     assert llm(engine).aborted == ["req-7"]
-    assert engine.stats()["running"] == 0
+    assert engine.stats().running == 0
 
 
 def test_abort_and_generate_pass_through() -> None:

@@ -19,25 +19,37 @@ from app.settings import Settings, SettingsError
 SERVE_FLAGS = list(Settings.model_fields)
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves: X-Forwarded-For/-Proto are believed only from --trusted-proxies, and
+    not at all without them (uvicorn's own default trusts 127.0.0.1)."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 5,
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies),
+    }
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import faulthandler
 
     import uvicorn
 
+    from app.errors import DomainError
+    from app.registry.spec import ModelsFileError
     from app.server import create_app
 
     faulthandler.enable()  # a crash in native code (llama.cpp) still prints where and why
     settings = settings_from(args, SERVE_FLAGS)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
+    try:
+        app = create_app(settings)  # checks settings and the models file; writes nothing
+    except (ModelsFileError, DomainError, ValueError) as exc:
+        raise SettingsError(str(exc)) from None
     print(f"Arena serving on http://{settings.host}:{settings.port}", flush=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.run(app, **uvicorn_options(settings))
     return 0
 
 
@@ -79,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except SettingsError as exc:
-        print(f"arena: invalid settings: {exc}", file=sys.stderr)
+        print(f"arena: invalid settings: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except CommandError as exc:
         print(f"arena: {exc}", file=sys.stderr)

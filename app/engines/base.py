@@ -8,7 +8,9 @@ Backends live in their own modules and import their heavy libraries lazily.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -78,6 +80,60 @@ class EngineOverloaded(EngineError):
         super().__init__("The model is overloaded with requests. Please retry shortly.")
 
 
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """One shape of live numbers for every engine: what /admin and /metrics read."""
+
+    running: int = 0  # streams generating now
+    queue_depth: int = 0  # requests waiting for a free stream
+    max_queue: int = 0  # the most that may wait before EngineOverloaded (503)
+    requests_total: int = 0
+    errors_total: int = 0
+    tokens_generated_total: int = 0
+    extra: Mapping[str, float | int] = field(default_factory=dict)  # backend-specific counters
+
+
+class Gate:
+    """Admission for one engine: ``parallel`` streams run, ``max_queue`` more wait, the rest are
+    refused at once with :class:`EngineOverloaded` (503 with Retry-After), so work is bounded."""
+
+    def __init__(self, parallel: int, max_queue: int, retry_after: int = 2) -> None:
+        if parallel < 1 or max_queue < 0:
+            raise ValueError("parallel must be >= 1 and max_queue >= 0")
+        self.parallel = parallel
+        self.max_queue = max_queue
+        self.retry_after = retry_after
+        self._slots = asyncio.Semaphore(parallel)
+        self.running = 0
+        self.waiting = 0
+
+    def full(self) -> bool:
+        return self.running + self.waiting >= self.parallel + self.max_queue
+
+    async def acquire(self) -> None:
+        """Wait for a stream slot, or raise :class:`EngineOverloaded` when the queue is full."""
+        if self.full():
+            raise EngineOverloaded(self.retry_after)
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+
+    def release(self) -> None:
+        self.running -= 1
+        self._slots.release()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
 class Engine(abc.ABC):
     """Base class for engines. Capabilities are plain class or instance attributes."""
 
@@ -103,6 +159,6 @@ class Engine(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional to override
         """Release weights, threads and connections."""
 
-    def stats(self) -> dict[str, float | int]:
+    def stats(self) -> EngineStats:
         """Live numbers for admin pages and metrics (queue depth, running streams...)."""
-        return {}
+        return EngineStats()

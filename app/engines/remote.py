@@ -28,9 +28,13 @@ from app.engines.base import (
     Engine,
     EngineError,
     EngineOverloaded,
+    EngineStats,
     FinishReason,
+    Gate,
     GenerationRequest,
 )
+
+ENV_PREFIX = "ARENA_REMOTE_"  # the default of --remote-env-prefix
 
 _CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
 _MAX_CONTEXT_RE = re.compile(r"maximum context length is (\d+)")
@@ -59,8 +63,13 @@ class RemoteEngine(Engine):
         connect_retries: int = 2,
         max_context: int = 8192,
         transport: httpx.AsyncBaseTransport | None = None,
+        env_prefix: str = ENV_PREFIX,
+        parallel: int = 8,
+        max_queue: int = 16,
     ) -> None:
         headers = {"Accept": "text/event-stream, application/json"}
+        if api_key_env and not api_key_env.startswith(env_prefix):
+            raise ValueError(f"api_key_env must start with {env_prefix}; {api_key_env!r} does not.")
         if api_key_env:
             key = os.environ.get(api_key_env)
             if not key:
@@ -81,7 +90,7 @@ class RemoteEngine(Engine):
             transport=transport,
         )
         self._aborted: set[str] = set()
-        self._running = 0
+        self.gate = Gate(parallel, max_queue)
         self._requests_total = 0
         self._errors_total = 0
         self._connect_failures = 0
@@ -122,20 +131,28 @@ class RemoteEngine(Engine):
         """Stop a running stream at its next chunk (closing the generator stops it at once)."""
         self._aborted.add(request_id)
 
-    def stats(self) -> dict[str, float | int]:
-        return {
-            "running": self._running,
-            "requests_total": self._requests_total,
-            "errors_total": self._errors_total,
-            "connect_failures_total": self._connect_failures,
-        }
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            running=self.gate.running,
+            queue_depth=self.gate.waiting,
+            max_queue=self.gate.max_queue,
+            requests_total=self._requests_total,
+            errors_total=self._errors_total,
+            extra={"connect_failures_total": self._connect_failures},
+        )
 
     # generation ------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         path, body = self._body(request)
+        async with self.gate.slot(), aclosing(self._generate(request, path, body)) as stream:
+            async for delta in stream:
+                yield delta
+
+    async def _generate(
+        self, request: GenerationRequest, path: str, body: dict[str, Any]
+    ) -> AsyncGenerator[Delta, None]:
         self._requests_total += 1
-        self._running += 1
         self._aborted.discard(request.request_id)
         try:
             async with self._connect("POST", path, json=body) as response:
@@ -150,7 +167,6 @@ class RemoteEngine(Engine):
             self._errors_total += 1
             raise
         finally:
-            self._running -= 1
             self._aborted.discard(request.request_id)
 
     async def _read_stream(

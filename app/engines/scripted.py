@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 
 from app.engines.base import (
     ContextLengthExceeded,
     Delta,
     Engine,
     EngineError,
+    EngineStats,
     FinishReason,
+    Gate,
     GenerationRequest,
 )
 
@@ -30,6 +33,8 @@ class ScriptedEngine(Engine):
         delay: float = 0.0,
         fail_after: int | None = None,
         max_context: int = 4096,
+        parallel: int = 8,
+        max_queue: int = 64,
     ) -> None:
         self.replies = list(replies or ["Hello from the scripted engine."])
         self.delay = delay
@@ -38,11 +43,27 @@ class ScriptedEngine(Engine):
         self.requests: list[GenerationRequest] = []
         self.aborted: list[str] = []
         self._turn = 0
+        self.gate = Gate(parallel, max_queue)
+        self.generated = 0
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            running=self.gate.running,
+            queue_depth=self.gate.waiting,
+            max_queue=self.gate.max_queue,
+            requests_total=len(self.requests),
+            tokens_generated_total=self.generated,
+        )
 
     def queue(self, *replies: str) -> None:
         self.replies.extend(replies)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        async with self.gate.slot(), aclosing(self._generate(request)) as stream:
+            async for delta in stream:
+                yield delta
+
+    async def _generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         self.requests.append(request)
         reply = self.replies[self._turn % len(self.replies)]
         self._turn += 1
@@ -62,6 +83,7 @@ class ScriptedEngine(Engine):
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 done = index + 1
+                self.generated += 1
                 last = done == min(limit, len(pieces))
                 reason: FinishReason | None = None
                 if last:

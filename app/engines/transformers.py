@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,9 @@ from app.engines.base import (
     Delta,
     Engine,
     EngineError,
+    EngineStats,
     FinishReason,
+    Gate,
     GenerationRequest,
 )
 from app.engines.stops import StopMatcher
@@ -92,6 +95,7 @@ class TransformersEngine(Engine):
         device: str | None = None,
         max_context: int | None = None,
         dtype: str = "auto",
+        max_queue: int = 16,
     ) -> None:
         self.path = path
         self.device: str | None = device
@@ -106,6 +110,7 @@ class TransformersEngine(Engine):
         self._lock = threading.Lock()  # one decode at a time per model
         self._jobs_lock = threading.Lock()  # guards _jobs, touched by loop and workers
         self._jobs: dict[int, _Job] = {}  # keyed by id(job): request ids may repeat
+        self.gate = Gate(1, max_queue)
         self._requests_total = 0
         self._tokens_total = 0
         self.last_generated = 0  # tokens the most recently finished job produced
@@ -167,15 +172,16 @@ class TransformersEngine(Engine):
             if job.request_id == request_id:
                 job.cancel.set()
 
-    def stats(self) -> dict[str, float | int]:
-        jobs = self._snapshot()
+    def stats(self) -> EngineStats:
+        jobs = self._snapshot()  # a worker counts until its thread is done, even after a cancel
         running = sum(1 for j in jobs if j.started)
-        return {
-            "running": running,
-            "queued": len(jobs) - running,
-            "requests_total": self._requests_total,
-            "tokens_generated_total": self._tokens_total,
-        }
+        return EngineStats(
+            running=running,
+            queue_depth=self.gate.waiting + len(jobs) - running,
+            max_queue=self.gate.max_queue,
+            requests_total=self._requests_total,
+            tokens_generated_total=self._tokens_total,
+        )
 
     # generation ------------------------------------------------------------------------
 
@@ -193,6 +199,12 @@ class TransformersEngine(Engine):
         return list(tok(request.prompt)["input_ids"])
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """One decode runs at a time; ``max_queue`` more wait (no thread yet), the rest get a 503."""
+        async with self.gate.slot(), aclosing(self._generate(request)) as stream:
+            async for delta in stream:
+                yield delta
+
+    async def _generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         prompt_ids = self.encode_prompt(request)
         n_prompt = len(prompt_ids)
         budget = self.max_context - n_prompt

@@ -32,7 +32,9 @@ from app.engines.base import (
     Delta,
     Engine,
     EngineError,
+    EngineStats,
     FinishReason,
+    Gate,
     GenerationRequest,
 )
 
@@ -85,6 +87,8 @@ class VLLMEngine(Engine):
         dtype: str = "auto",
         engine_args: Mapping[str, Any] | None = None,
         api_factory: Callable[[], VLLMApi] = import_vllm,
+        parallel: int = 64,
+        max_queue: int = 16,
     ) -> None:
         self.path = path
         self.gpu_memory_utilization = gpu_memory_utilization
@@ -96,7 +100,8 @@ class VLLMEngine(Engine):
         self._api: VLLMApi | None = None
         self._engine: Any = None
         self._tokenizer: Any = None
-        self._running = 0
+        # vLLM batches ``parallel`` sequences itself; the gate bounds what waits beyond that.
+        self.gate = Gate(parallel, max_queue)
         self._requests_total = 0
 
     # lifecycle -------------------------------------------------------------------------
@@ -142,8 +147,13 @@ class VLLMEngine(Engine):
         if self._engine is not None:
             await self._engine.abort(request_id)
 
-    def stats(self) -> dict[str, float | int]:
-        return {"running": self._running, "requests_total": self._requests_total}
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            running=self.gate.running,
+            queue_depth=self.gate.waiting,
+            max_queue=self.gate.max_queue,
+            requests_total=self._requests_total,
+        )
 
     # generation ------------------------------------------------------------------------
 
@@ -181,8 +191,8 @@ class VLLMEngine(Engine):
             raise ContextLengthExceeded(self.max_context, n_prompt, request.max_tokens)
         params = api.sampling_params(**self._sampling_kwargs(api, request, budget, json_schema))
 
+        await self.gate.acquire()
         outputs = engine.generate({"prompt_token_ids": prompt_ids}, params, request.request_id)
-        self._running += 1
         self._requests_total += 1
         completion = 0
         finished = False
@@ -202,7 +212,7 @@ class VLLMEngine(Engine):
         except Exception as exc:
             raise EngineError(f"vLLM failed: {type(exc).__name__}: {exc}") from exc
         finally:
-            self._running -= 1
+            self.gate.release()
             if not finished:  # closed early or failed: make sure vLLM drops the request
                 await outputs.aclose()
                 await engine.abort(request.request_id)

@@ -19,7 +19,7 @@ from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
-from app.engines.base import ChatMessage, Engine, EngineError, GenerationRequest
+from app.engines.base import ChatMessage, Engine, EngineError, EngineStats, GenerationRequest
 from app.engines.llamacpp import CpuBudget
 from app.errors import Conflict, DomainError, Invalid, NoRoom, NotFound
 from app.registry.factory import (
@@ -81,7 +81,7 @@ class ModelEntry:
         return self.engine.kind if self.engine is not None else resolve_kind(self.spec)
 
     def describe(self) -> dict[str, Any]:
-        engine_stats = self.engine.stats() if self.engine is not None else {}
+        engine_stats = self.engine.stats() if self.engine is not None else EngineStats()
         return {
             "id": self.id,
             "name": self.spec.display_name,
@@ -91,7 +91,8 @@ class ModelEntry:
             "error": self.error or None,
             "weight": self.spec.weight,
             "memory_mb": round(self.memory / MB, 1),
-            "queue_depth": int(engine_stats.get("queue_depth", 0)),
+            "queue_depth": engine_stats.queue_depth,
+            "max_queue": engine_stats.max_queue,
             "running": self.stats.running,
             "requests": self.stats.requests,
             "errors": self.stats.errors,

@@ -134,6 +134,7 @@ class EngineFactory:
         self.check_gguf = check_gguf
         self.checks: dict[str, CheckResult] = {}  # GGUF path -> its passed start-up check
         self._weights: dict[str, LlamaWeights] = {}
+        self.env_prefix = "ARENA_REMOTE_"  # remote api_key_env must start with it (--remote-env-prefix)
 
     async def build(self, spec: ModelSpec, path: str, n_ctx: int) -> Engine:
         kind = resolve_kind(spec)
@@ -144,13 +145,18 @@ class EngineFactory:
         if kind == "transformers":
             from app.engines.transformers import TransformersEngine
 
-            engine = TransformersEngine(path, max_context=spec.context_length)
+            engine = TransformersEngine(path, max_context=spec.context_length, max_queue=self.max_queue)
             await asyncio.to_thread(engine.load)
             return engine
         if kind == "vllm":
             from app.engines.vllm import VLLMEngine
 
-            vllm = VLLMEngine(path, max_model_len=spec.context_length, gpu_memory_utilization=GPU_MEMORY_UTILIZATION)
+            vllm = VLLMEngine(
+                path,
+                max_model_len=spec.context_length,
+                gpu_memory_utilization=GPU_MEMORY_UTILIZATION,
+                max_queue=self.max_queue,
+            )
             await vllm.start()
             return vllm
         if kind == "remote":
@@ -163,6 +169,9 @@ class EngineFactory:
                 spec.remote_model,
                 api_key_env=spec.api_key_env or None,
                 max_context=spec.context_length,
+                env_prefix=self.env_prefix,
+                parallel=self.parallel,
+                max_queue=self.max_queue,
             )
             try:
                 await remote.check()

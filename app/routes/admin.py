@@ -1,24 +1,32 @@
 """Admin: /api/v1/admin (JSON) and /admin (a page), both behind the admin token.
 
-With no token configured admin is off and every admin route answers 401.
+With no token configured admin is off and every admin route answers 401. Logging in on the page
+(throttled per IP) sets a signed, expiring session cookie, never the token itself; ``Secure``
+when served over HTTPS. The JSON API takes a bearer token, or that session plus the page's CSRF
+token in ``X-CSRFToken``; a body must be ``application/json``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import secrets
+import time
 from typing import Any
 
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware.csrf import generate_csrf_hash
 from litestar.params import FromPath
 from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 
 from app.errors import DomainError, Invalid, NotFound, validated
 from app.registry.core import Registry, UnknownModel
-from app.registry.spec import ModelSpec
+from app.registry.spec import ModelSpec, check_api_key_env
+from app.routes.common import limit, visitor
 from app.routes.errors import APIError
 from app.web.screens import admin_login_screen, admin_screen
 from app.web.views import fragment, page
@@ -30,10 +38,55 @@ def _token_ok(given: str, expected: str | None) -> bool:
     return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _authorized(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+def _session_key(state: State) -> bytes:
+    """Signs sessions; derived from the admin token too, so changing the token ends every session."""
+    token = state.settings.admin_token or ""
+    return hmac.new(state.secret.encode(), b"admin-session\x00" + token.encode(), hashlib.sha256).digest()
+
+
+def new_session(state: State, now: float | None = None) -> str:
+    """``EXPIRY.NONCE.SIGNATURE``: an expiring, signed session value (the token is not in it)."""
+    expires = int((now or time.time()) + state.settings.admin_session_hours * 3600)
+    payload = f"{expires}.{secrets.token_urlsafe(16)}"
+    signature = hmac.new(_session_key(state), payload.encode(), hashlib.sha256).hexdigest()
+    return f"{payload}.{signature}"
+
+
+def session_ok(state: State, value: str, now: float | None = None) -> bool:
+    expires, _, rest = value.partition(".")
+    nonce, _, signature = rest.partition(".")
+    if not expires.isdigit() or not nonce or state.settings.admin_token is None:
+        return False
+    expected = hmac.new(_session_key(state), f"{expires}.{nonce}".encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(signature.encode(), expected.encode()) and int(expires) > (now or time.time())
+
+
+def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")
-    given = token.strip() if scheme.lower() == "bearer" else connection.cookies.get(COOKIE, "")
-    return _token_ok(given, connection.app.state.settings.admin_token)
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _csrf_ok(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """The page's CSRF token (double submit): the header equals the cookie, signed by our secret."""
+    header = connection.headers.get("x-csrftoken", "")
+    cookie = connection.cookies.get("csrftoken", "")
+    token, signature = header[:64], header[64:]
+    if not header or not hmac.compare_digest(header.encode(), cookie.encode()):
+        return False
+    expected = generate_csrf_hash(token=token, secret=connection.app.state.secret)
+    return hmac.compare_digest(signature.encode(), expected.encode())
+
+
+def is_admin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """A valid bearer token or a valid session cookie (for reading; writes need more, see the guard)."""
+    state = connection.app.state
+    token = _bearer(connection)
+    if token is not None:
+        return _token_ok(token, state.settings.admin_token)
+    return session_ok(state, connection.cookies.get(COOKIE, ""))
+
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -41,8 +94,25 @@ def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
         raise APIError(
             401, "Admin is off: start the server with --admin-token or ARENA_ADMIN_TOKEN.", code="admin_disabled"
         )
-    if not _authorized(connection):
+    if not is_admin(connection):
         raise APIError(401, "A valid admin token is required.", code="invalid_admin_token")
+
+
+def api_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """The JSON API: a body is JSON; a change is made with a bearer token, or a session plus CSRF."""
+    admin_guard(connection, handler)
+    media_type = connection.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type and media_type != "application/json":
+        raise APIError(415, "Send the body as JSON, with Content-Type: application/json.")
+    if connection.scope.get("method") in SAFE_METHODS or _bearer(connection) is not None:
+        return
+    if not _csrf_ok(connection):
+        raise APIError(
+            403,
+            "With a session cookie, changes need the page's CSRF token in X-CSRFToken; "
+            "or send 'Authorization: Bearer <admin token>'.",
+            code="csrf_required",
+        )
 
 
 def _registry(state: State) -> Registry:
@@ -72,6 +142,7 @@ async def get_model(model_id: FromPath[str], state: State) -> dict[str, Any]:
 @post("/models", status_code=201)
 async def add_model(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     spec = validated(ModelSpec, await request.body())
+    check_api_key_env(spec, state.settings.remote_env_prefix)
     entry = await _registry(state).add(spec)
     return entry.describe()
 
@@ -84,6 +155,9 @@ async def edit_model(model_id: FromPath[str], request: Request[Any, Any, Any], s
         raise Invalid("The body must be a JSON object of fields to change.") from None
     if not isinstance(changes, dict):
         raise Invalid("The body must be a JSON object of fields to change.")
+    if "api_key_env" in changes:
+        probe = ModelSpec(id="check", api_key_env=str(changes["api_key_env"]))
+        check_api_key_env(probe, state.settings.remote_env_prefix)
     entry = await _registry(state).update(model_id, changes)
     return entry.describe()
 
@@ -118,7 +192,7 @@ async def model_action(model_id: FromPath[str], action: FromPath[str], state: St
 api_router = Router(
     path="/api/v1/admin",
     route_handlers=[list_models, get_model, add_model, edit_model, remove_model, model_action],
-    guards=[admin_guard],
+    guards=[api_guard],
 )
 
 
@@ -132,17 +206,26 @@ async def login_page(state: State) -> Template:
 
 @post("/admin/login", status_code=200)
 async def login(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    limit(state, "login", visitor(request, state)[0])
     form = await request.form()
     if not _token_ok(str(form.get("token") or ""), state.settings.admin_token):
         return Response("Wrong admin token.", status_code=401, media_type="text/plain")
     response: Response[Any] = ClientRedirect("/admin")
-    response.set_cookie(COOKIE, str(form.get("token")), httponly=True, samesite="strict", path="/")
+    response.set_cookie(
+        COOKIE,
+        new_session(state),
+        max_age=int(state.settings.admin_session_hours * 3600),
+        httponly=True,
+        secure=request.url.scheme == "https",
+        samesite="strict",
+        path="/",
+    )
     return response
 
 
 @get("/admin")
 async def admin_page(request: Request[Any, Any, Any], state: State) -> Template | Redirect:
-    if not _authorized(request):
+    if not is_admin(request):
         return Redirect("/admin/login")
     return page("admin.html", admin_screen(_registry(state)))
 

@@ -93,7 +93,7 @@ async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[s
 async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     body = validated(MessageBody, await _json_body(request))
     arena: Arena = state.arena
-    battle = await arena.add_turn(battle_id, body.prompt)
+    battle = await arena.add_turn(battle_id, body.prompt, client=visitor(request, state)[1])
     return await _started(arena, battle, body.wait, id=battle.id, turn=len(battle.history) + 1)
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
 
 from app.arena.visitors import client_ip, voter_hash
-from app.errors import RateLimited
 
 
 def visitor(request: Request[Any, Any, Any], state: State) -> tuple[str, str]:
@@ -21,9 +19,5 @@ def visitor(request: Request[Any, Any, Any], state: State) -> tuple[str, str]:
 
 
 def limit(state: State, kind: str, ip: str) -> None:
-    wait = state.limiters[kind].hit(ip)
-    if wait > 0:
-        seconds = max(1, math.ceil(wait))
-        raise RateLimited(
-            f"Too many {kind}s from your address; try again in {seconds} s.", retry_after=seconds, code="rate_limited"
-        )
+    """Count one ``kind`` event (battle, vote, login) for ``ip`` in the one limiter, or raise RateLimited."""
+    state.throttle.hit(kind, ip)

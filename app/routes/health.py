@@ -1,11 +1,15 @@
-"""Liveness, readiness and Prometheus metrics: always open, never behind an API key."""
+"""Liveness, readiness and Prometheus metrics: always open, never behind an API key (per-model
+metrics only for an admin)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.datastructures import State
+
+from app.engines.base import EngineStats
+from app.routes.admin import is_admin
 
 
 @get("/health", sync_to_thread=False)
@@ -21,9 +25,11 @@ async def ready(state: State) -> Response[dict[str, Any]]:
 
 
 @get("/metrics")
-async def metrics(state: State) -> Response[bytes]:
-    stats = {e.id: e.engine.stats() if e.engine is not None else {} for e in state.models.all()}
-    body = state.metrics.render(stats)
+async def metrics(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    """Series without a model label for anyone; with an admin token or session, the per-model
+    series too (they would tell a voter which models an anonymous battle is running)."""
+    stats = {e.id: e.engine.stats() if e.engine is not None else EngineStats() for e in state.models.all()}
+    body = state.metrics.render(stats, per_model=is_admin(request))
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

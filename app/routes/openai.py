@@ -18,6 +18,7 @@ from app.openai import schema
 from app.openai.stream import Completion, finish_reason, stream_events
 from app.registry import generate
 from app.registry.core import ModelEntry
+from app.routes.common import visitor
 from app.routes.errors import unauthorized
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,11 @@ async def _respond(
     return Response(body)
 
 
+def _admit(request: Request[Any, Any, Any], state: State, entry: ModelEntry) -> None:
+    """The one rate limiter, as for battles: per client and per model."""
+    state.throttle.admit(visitor(request, state)[1], [entry.id])
+
+
 def _generation(req: schema._Sampling, entry: ModelEntry, max_tokens: int | None, **kw: Any) -> GenerationRequest:
     filled = generate.request_defaults(entry, temperature=req.temperature, top_p=req.top_p, max_tokens=max_tokens)
     return GenerationRequest(
@@ -102,6 +108,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     req = schema.parse(schema.ChatCompletionRequest, await request.body())
     _log_unknown(req)
     entry = await generate.resolve(state.models, req.model)
+    _admit(request, state, entry)
     gen = _generation(req, entry, req.token_limit(), messages=req.chat_messages())
     return await _respond(state, req, gen, chat=True)
 
@@ -111,6 +118,7 @@ async def completions(request: Request[Any, Any, Any], state: State) -> Response
     req = schema.parse(schema.CompletionRequest, await request.body())
     _log_unknown(req)
     entry = await generate.resolve(state.models, req.model)
+    _admit(request, state, entry)
     limit = req.max_tokens if req.max_tokens is not None else 16  # OpenAI's default here
     gen = _generation(req, entry, limit, prompt=req.prompt_text())
     gen.max_tokens_explicit = req.max_tokens is not None

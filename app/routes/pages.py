@@ -74,7 +74,8 @@ async def start_battle(request: Request[Any, Any, Any], state: State) -> HTMXBlo
 @post("/battle/{battle_id:str}/turn", status_code=200)
 async def next_turn(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> HTMXBlockTemplate:
     form = await request.form()
-    battle = await state.arena.add_turn(battle_id, str(form.get("prompt") or ""))
+    client = visitor(request, state)[1]
+    battle = await state.arena.add_turn(battle_id, str(form.get("prompt") or ""), client=client)
     return _arena_block(state, battle)
 
 
@@ -86,8 +87,9 @@ async def stop(battle_id: FromPath[str], state: State) -> Response[str]:
 
 
 @post("/battle/{battle_id:str}/regenerate", status_code=200)
-async def regenerate(battle_id: FromPath[str], state: State) -> HTMXBlockTemplate:
-    return _arena_block(state, await state.arena.regenerate(battle_id))
+async def regenerate(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> HTMXBlockTemplate:
+    client = visitor(request, state)[1]
+    return _arena_block(state, await state.arena.regenerate(battle_id, client=client))
 
 
 @post("/battle/{battle_id:str}/vote", status_code=200)
