@@ -31,7 +31,7 @@ from app.metrics import Metrics
 from app.registry.core import Registry
 from app.registry.factory import MB, memory_total
 from app.registry.spec import ModelSpec, check_api_key_env, load_models
-from app.routes import admin, arena_api, errors, health, leaderboard, openai, pages
+from app.routes import admin, arena_api, errors, health, leaderboard, openai, openapi, pages
 from app.settings import Settings
 from app.store import migrations
 from app.store.db import Store
@@ -156,6 +156,6 @@ def create_app(settings: Settings) -> Litestar:
         before_send=[_count_requests(state.metrics)],
         exception_handlers=errors.HANDLERS,
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=None,
+        openapi_config=openapi.config(),
         logging_config=None,
     )

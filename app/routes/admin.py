@@ -28,6 +28,7 @@ from app.registry.core import Registry, UnknownModel
 from app.registry.spec import ModelSpec, check_api_key_env
 from app.routes.common import limit, visitor
 from app.routes.errors import APIError
+from app.routes.openapi import json_body
 from app.web.screens import admin_login_screen, admin_screen
 from app.web.views import fragment, page
 
@@ -139,7 +140,7 @@ async def get_model(model_id: FromPath[str], state: State) -> dict[str, Any]:
     return _registry(state).get(model_id).describe()
 
 
-@post("/models", status_code=201)
+@post("/models", status_code=201, operation_class=json_body(ModelSpec))
 async def add_model(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     spec = validated(ModelSpec, await request.body())
     check_api_key_env(spec, state.settings.remote_env_prefix)
@@ -147,7 +148,7 @@ async def add_model(request: Request[Any, Any, Any], state: State) -> dict[str, 
     return entry.describe()
 
 
-@patch("/models/{model_id:str}")
+@patch("/models/{model_id:str}", operation_class=json_body(ModelSpec, "The fields to change.", partial=True))
 async def edit_model(model_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     try:
         changes = await request.json()

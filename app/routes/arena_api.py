@@ -20,6 +20,7 @@ from app.errors import validated
 from app.openai.stream import sse
 from app.routes.common import limit, visitor
 from app.routes.errors import APIError
+from app.routes.openapi import json_body
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -79,7 +80,7 @@ async def _started(arena: Arena, battle: LiveBattle, wait: bool, **out: Any) -> 
     return out
 
 
-@post("/battles", status_code=201)
+@post("/battles", status_code=201, operation_class=json_body(NewBattleBody))
 async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     body = validated(NewBattleBody, await _json_body(request))
     ip, voter = visitor(request, state)
@@ -89,7 +90,7 @@ async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[s
     return await _started(arena, battle, body.wait, id=battle.id)
 
 
-@post("/battles/{battle_id:str}/messages", status_code=201)
+@post("/battles/{battle_id:str}/messages", status_code=201, operation_class=json_body(MessageBody))
 async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     body = validated(MessageBody, await _json_body(request))
     arena: Arena = state.arena
@@ -97,7 +98,7 @@ async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any],
     return await _started(arena, battle, body.wait, id=battle.id, turn=len(battle.history) + 1)
 
 
-@post("/battles/{battle_id:str}/vote", status_code=200)
+@post("/battles/{battle_id:str}/vote", status_code=200, operation_class=json_body(VoteBody))
 async def vote(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, str]:
     body = validated(VoteBody, await _json_body(request))
     ip, voter = visitor(request, state)

@@ -20,6 +20,7 @@ from app.registry import generate
 from app.registry.core import ModelEntry
 from app.routes.common import visitor
 from app.routes.errors import unauthorized
+from app.routes.openapi import json_body
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def _generation(req: schema._Sampling, entry: ModelEntry, max_tokens: int | None
     )
 
 
-@post("/chat/completions", status_code=200)
+@post("/chat/completions", status_code=200, operation_class=json_body(schema.ChatCompletionRequest))
 async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any] | Stream:
     req = schema.parse(schema.ChatCompletionRequest, await request.body())
     _log_unknown(req)
@@ -113,7 +114,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     return await _respond(state, req, gen, chat=True)
 
 
-@post("/completions", status_code=200)
+@post("/completions", status_code=200, operation_class=json_body(schema.CompletionRequest))
 async def completions(request: Request[Any, Any, Any], state: State) -> Response[Any] | Stream:
     req = schema.parse(schema.CompletionRequest, await request.body())
     _log_unknown(req)
