@@ -11,7 +11,6 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jinja2_fragments.litestar import HTMXBlockTemplate
-from litestar import Request
 from litestar.plugins.htmx import HTMXTemplate
 from litestar.response import Template
 
@@ -81,8 +80,3 @@ def flash(message: str, status: int, headers: dict[str, str] | None = None) -> H
         headers=headers or {},
         media_type="text/html",
     )
-
-
-def block(request: Request[Any, Any, Any], template: str, name: str, **context: Any) -> HTMXBlockTemplate:
-    """One named block from a plain dict context: for screens not yet given a dataclass."""
-    return HTMXBlockTemplate(template_name=template, block_name=name, context=context)
