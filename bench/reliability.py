@@ -1,6 +1,6 @@
 """The reliability suite's long versions, printed as one table: what was tried, what happened.
 
-    python bench/reliability.py [--kills 10] [--fuzz 350] [--streams 200] [--seconds 60]
+    python bench/reliability.py [--kills 10] [--fuzz 350] [--schema 40] [--streams 200] [--seconds 60]
 
 - Crash safety: ``arena serve`` (scripted engines) under vote traffic, SIGKILLed KILLS times at
   random moments and restarted on the same database; votes acknowledged (2xx) against votes
@@ -11,6 +11,9 @@
   models served throughout).
 - Bad input: the hypothesis fuzz tests of tests/reliability/test_bad_input.py with FUZZ cases
   each; cases run and how many got a 5xx.
+- schemathesis: the real server's own OpenAPI schema (``/schema``) drives SCHEMA cases per
+  operation of /v1, /api/v1 and the admin API and per mode (schema-valid, schema-breaking, and
+  valid with real ids); cases run and how many got a 5xx.
 - Disconnects: STREAMS clients open battle and /v1 streams on the real server (slow scripted
   engines) and drop them; streams still generating afterwards, and the server's RSS against its
   baseline (the anchor, measured in the same run before the streams).
@@ -40,6 +43,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.helpers import schema_fuzz  # noqa: E402
 from tests.helpers.crash import OPEN_RATES, kill_under_votes, models_file  # noqa: E402
 from tests.helpers.server import ArenaServer  # noqa: E402
 
@@ -98,6 +102,27 @@ def fuzz(cases: int) -> list[Row]:
         ("hypothesis fuzz (JSON APIs, forms, import)", "cases run", str(total)),
         ("", "2xx / 4xx / 5xx", f"{statuses[2]} / {statuses[4]} / {statuses[5]}"),
         ("hostile bodies, SQL injection, traversal", "pytest", summary if code == 0 else f"FAILED: {summary}"),
+    ]
+
+
+def schemathesis_cases(examples: int) -> list[Row]:
+    with tempfile.TemporaryDirectory() as tmp:
+        models = models_file(Path(tmp), {"alpha": ["Hi."], "beta": ["Yo."], "gamma": ["Hm."]})
+        server = ArenaServer(Path(tmp), "--models", str(models), "--admin-token", ADMIN, *OPEN_RATES)
+        try:
+            battle = httpx.post(f"{server.base}/api/v1/battles", json={"prompt": "Hi", "wait": True}, timeout=30)
+            known = {"battle_id": battle.json()["id"], "model_id": "gamma"}
+            result = schema_fuzz.run(server.base, examples, {"authorization": f"Bearer {ADMIN}"}, known)
+        finally:
+            server.stop()
+    return [
+        (
+            f"schemathesis on /schema ({len(result.operations)} operations)",
+            "cases run",
+            str(result.cases),
+        ),
+        ("", "2xx / 4xx / 5xx", f"{result.count(2)} / {result.count(4)} / {result.count(5)}"),
+        *(("", "5xx", error) for error in result.server_errors[:5]),
     ]
 
 
@@ -241,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--fuzz", type=int, default=350, help="hypothesis cases per fuzz test (3 tests)")
+    parser.add_argument("--schema", type=int, default=40, help="schemathesis cases per operation and mode")
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args(argv)
@@ -249,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         lambda: crash(args.kills),
         faults,
         lambda: fuzz(args.fuzz),
+        lambda: schemathesis_cases(args.schema),
         lambda: disconnects(args.streams),
         lambda: load(args.seconds),
     ):
