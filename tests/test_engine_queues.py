@@ -56,7 +56,7 @@ async def test_transformers_queue_is_bounded_before_any_thread_starts(monkeypatc
     second = engine.generate(GenerationRequest("2", prompt="x"))
     tasks = [asyncio.create_task(anext(first)), asyncio.create_task(anext(second))]
     await asyncio.sleep(0.01)
-    assert (engine.stats().running, engine.stats().queue_depth) == (1, 1)
+    assert (engine.gate.running, engine.gate.waiting) == (1, 1) and engine.stats().queue_depth == 1
     with pytest.raises(EngineOverloaded):
         await anext(engine.generate(GenerationRequest("3", prompt="x")))
     release.set()
@@ -64,7 +64,7 @@ async def test_transformers_queue_is_bounded_before_any_thread_starts(monkeypatc
     await first.aclose()  # frees the slot: the waiting one runs
     await tasks[1]
     await second.aclose()
-    assert (engine.stats().running, engine.stats().queue_depth) == (0, 0)
+    assert (engine.gate.running, engine.gate.waiting) == (0, 0)
 
 
 async def test_a_full_queue_is_503_with_retry_after_on_v1_and_shown_to_admin(arena) -> None:

@@ -40,8 +40,8 @@ HTTP_FRAMEWORKS = ("litestar", "starlette", "jinja2", "jinja2_fragments", "uvico
 # overload from bad input. That is not answering HTTP, so it may.
 HTTP_CLIENTS = {"app.engines.remote"}
 MAX_LINES = 60
-# Being split by the helpers of issue 11 (create_app) and issue 10 (fit_style_control).
-LONG_FUNCTIONS_PENDING = {"app.server.create_app", "app.rating.style_control.fit_style_control"}
+# Being split by the helper of issue 10 (fit_style_control).
+LONG_FUNCTIONS_PENDING = {"app.rating.style_control.fit_style_control"}
 
 
 def module_name(path: Path) -> str:

@@ -42,6 +42,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+ADMIN_TOKEN = "test-admin-token"
+
+
 class ArenaServer:
     """`arena serve` as a subprocess on a free loopback port."""
 
@@ -51,6 +54,9 @@ class ArenaServer:
         self.log = tmp / f"server-{self.port}.log"
         cmd = [sys.executable, *launcher, "serve", "--port", str(self.port), "--db", str(tmp / "arena.db"), *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
+        # Admin on (per-model /metrics need it) and generation limits out of the way, unless the
+        # test's own flags say otherwise (flags win over the environment).
+        env |= {"ARENA_ADMIN_TOKEN": ADMIN_TOKEN, "ARENA_GENERATION_RATE": "100000/1", "ARENA_MODEL_RATE": "100000/1"}
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         deadline = time.monotonic() + 120
@@ -67,7 +73,7 @@ class ArenaServer:
         raise RuntimeError(f"server did not become ready: {self.log.read_text()}")
 
     def metric(self, name: str, **labels: str) -> float:
-        text = httpx.get(self.base + "/metrics").text
+        text = httpx.get(self.base + "/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).text
         want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         for line in text.splitlines():
             if line.startswith(name + ("{" + want + "}" if want else " ")):
