@@ -11,7 +11,7 @@ Measured, each training phase in its own process (so peak RSS is that phase's ow
 The DPO pairs are synthetic (chosen: the seed answer; rejected: the question echoed back, which is
 what the base model tends to do): the bench measures speed, not quality.
 
-    python bench/train.py [--steps 6] [--rounds 2] [--max-tokens 64] [--work DIR]
+    python bench/train.py [--steps 6] [--rounds 2] [--max-tokens 64] [--work DIR [--serve-only]]
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def conversions(run: Path) -> dict[str, float]:
 def models_file(run: Path, path: Path) -> list[str]:
     entries = {
         "base": {"weights": BASE},
-        "base+lora": {"weights": BASE, "lora": str(run / "adapter.gguf")},
+        "base-lora": {"weights": BASE, "lora": str(run / "adapter.gguf")},
         "merged-q8_0": {"weights": str(run / "model-q8_0.gguf")},
         "merged-q4_k_m": {"weights": str(run / "q4.gguf")},
     }
@@ -133,13 +133,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--serve-only", action="store_true", help="Reuse --work's runs and exports; time serving.")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-train-"))
     work.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
-    print(f"training on {len(os.sched_getaffinity(0))} cores, {args.steps} steps each; work in {work}", flush=True)
-    training_rows(work, args.steps)
-    conversions(work / "sft-lora")
+    if not args.serve_only:
+        print(f"training on {len(os.sched_getaffinity(0))} cores, {args.steps} steps each; work in {work}", flush=True)
+        training_rows(work, args.steps)
+        conversions(work / "sft-lora")
     served(work / "sft-lora", work, args.rounds, args.max_tokens)
     print(f"total {time.monotonic() - began:.0f} s")
 
