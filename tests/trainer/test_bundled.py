@@ -46,8 +46,8 @@ def test_lora_steps_teach_the_bundled_base_to_end_its_turn(tmp_path: Path, monke
     text, ended = answer(base.hf, GEMMA)
     assert not ended, text
     cfg = SFTConfig(
-        base="bundled:gemma-3-270m", data="bundled:chat-seed", out=tmp_path / "run", lora=True, steps=16, lr=5e-4,
-        batch_size=4, max_length=128, eval_fraction=0.0, log_steps=4,
+        base="bundled:gemma-3-270m", data="bundled:chat-seed", out=tmp_path / "run", lora=True, steps=48, lr=1e-3,
+        batch_size=8, max_length=256, eval_fraction=0.0, log_steps=4, warmup=2,
     )  # fmt: skip
     info = train_sft(cfg, progress=Progress(io.StringIO()))
     assert info["train_loss_last"] < info["train_loss_first"]
