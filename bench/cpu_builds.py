@@ -61,13 +61,16 @@ def install(folder: Path, scratch: Path) -> Path:
     return target
 
 
-def start(site: Path | None, port: int, db: Path, check: bool = True) -> tuple[subprocess.Popen[bytes], float]:
+def start(
+    site: Path | None, port: int, db: Path, check: bool = True, log: Path | None = None
+) -> tuple[subprocess.Popen[bytes], float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
     if site is not None:
         env["PYTHONPATH"] = f"{site}:{ROOT}"
     cmd = [sys.executable, "-m", "app", "serve", "--port", str(port), "--db", str(db), "--check-engines", str(check)]
     began = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
     while proc.poll() is None:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
@@ -78,11 +81,13 @@ def start(site: Path | None, port: int, db: Path, check: bool = True) -> tuple[s
     raise RuntimeError(f"arena serve exited with {proc.returncode}")
 
 
-def model_error(port: int) -> str | None:
-    models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5).json()["data"]
-    if any(m["id"] == MODEL for m in models):
+def model_error(port: int, log: Path) -> str | None:
+    """None when the model is up, else why: the start-up check's message from the server's log."""
+    models = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).json()["models"]
+    if models.get(MODEL, {}).get("state") == "active":
         return None
-    return "model down (see `arena doctor`)"
+    lines = [line for line in log.read_text(errors="replace").splitlines() if "rror" in line or "SIG" in line]
+    return "model down: " + (lines[-1][-160:] if lines else "see `arena doctor`")
 
 
 def startup_cost(scratch: Path, rounds: int) -> tuple[float, float]:
@@ -116,8 +121,9 @@ def main() -> None:
             build_time = (folder / "BUILD_TIME").read_text().strip() if (folder / "BUILD_TIME").exists() else "?"
             rows[name] = {"build": build_time, "flags": (folder / "CMAKE_ARGS").read_text().strip()}
             port = free_port()
-            proc, _ = start(install(folder, scratch), port, scratch / f"{name}.db")
-            error = model_error(port)
+            log = scratch / f"{name}.log"
+            proc, _ = start(install(folder, scratch), port, scratch / f"{name}.db", log=log)
+            error = model_error(port, log)
             if error:
                 rows[name]["note"] = error
                 proc.terminate()
