@@ -303,7 +303,10 @@ class Arena:
         if battle is not None and battle.busy:
             raise Conflict("Both answers must be complete before voting.")
         row = await q.get_battle(self.store, battle_id) if winner in q.WINNERS else None
-        categories = battle_categories(row["first_prompt"] or "", row["turns"], winner) if row else []
+        categories: list[str] = []
+        if row:
+            tokens = await q.first_prompt_tokens(self.store, battle_id)  # long prompt: the models' own count
+            categories = battle_categories(row["first_prompt"] or "", row["turns"], winner, tokens)
         turns = row["turns"] if row else 0
         pair = await self.store.write(q.record_vote(battle_id, winner, voter_hash, categories, turns))
         if battle is not None:

@@ -122,6 +122,26 @@ def drop_answers(battle_id: str, turn: int) -> Any:
     return write
 
 
+# A battle's status -> why it takes no vote.
+UNVOTABLE = {
+    "voted": "This battle already has a vote.",
+    "failed": "A model failed to answer in this battle, so it cannot be voted on.",
+    "interrupted": "This battle was interrupted when the server restarted, so it cannot be voted on;"
+    " please start a new one.",
+}
+
+
+def _check_votable(battle: sqlite3.Row | None, turns: int) -> None:
+    if battle is None:
+        raise NotFound("No such battle.")
+    if battle["mode"] == "direct":
+        raise Invalid("A direct chat takes feedback, not votes.")
+    if battle["status"] in UNVOTABLE:
+        raise Conflict(UNVOTABLE[battle["status"]])
+    if battle["turns"] != turns:
+        raise Conflict("The battle changed meanwhile; reload it.")
+
+
 def record_vote(battle_id: str, winner: str, voter_hash: str, categories: list[str], turns: int) -> Any:
     """Check the vote rules and record it, with the pair counts, in one transaction.
 
@@ -133,21 +153,7 @@ def record_vote(battle_id: str, winner: str, voter_hash: str, categories: list[s
 
     def write(conn: sqlite3.Connection) -> tuple[str, str]:
         battle = conn.execute("SELECT * FROM battles WHERE id = ?", (battle_id,)).fetchone()
-        if battle is None:
-            raise NotFound("No such battle.")
-        if battle["mode"] == "direct":
-            raise Invalid("A direct chat takes feedback, not votes.")
-        if battle["status"] == "voted":
-            raise Conflict("This battle already has a vote.")
-        if battle["status"] == "failed":
-            raise Conflict("A model failed to answer in this battle, so it cannot be voted on.")
-        if battle["status"] == "interrupted":
-            raise Conflict(
-                "This battle was interrupted when the server restarted, so it cannot be voted on;"
-                " please start a new one."
-            )
-        if battle["turns"] != turns:
-            raise Conflict("The battle changed meanwhile; reload it.")
+        _check_votable(battle, turns)
         answers = conn.execute(
             "SELECT side, "
             + ", ".join(f"SUM({c}) AS {c}" for c in STYLE_COLUMNS)
