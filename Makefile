@@ -25,22 +25,22 @@ LLAMA_KEY := $(shell printf '%s' '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)' | sha256
 WHEELS ?= $(HOME)/.cache/arena/wheels
 LLAMA_WHEELHOUSE := $(WHEELS)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 
-.PHONY: serve test install install-dev install-gpu static chromium lint fast bench llama-wheel
+.PHONY: serve test install install-dev install-gpu static chromium lint fast bench llama-wheel trainer-tools demo-model
 
 serve: install static
 	@$(BIN)/arena serve; rc=$$?; if [ $$rc -gt 128 ]; then \
 	  echo "arena: the server was killed by signal $$((rc - 128)) ($$(kill -l $$((rc - 128)))). An ILL means the llama.cpp build does not run on this CPU: run $(BIN)/arena doctor" >&2; fi; exit $$rc
 
-test: install-dev static chromium lint
+test: install-dev static chromium trainer-tools lint
 	$(BIN)/python -m pytest -q
 
-fast: install-dev static
+fast: install-dev static trainer-tools
 	$(BIN)/python -m pytest -q -m "not integration"
 
 lint: install-dev
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
-	$(BIN)/mypy app
+	$(BIN)/ruff check app tests bench trainer
+	$(BIN)/ruff format --check app tests bench trainer
+	$(BIN)/mypy app trainer
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -103,3 +103,13 @@ install-gpu: $(VENV)/.installed-gpu
 $(VENV)/.installed-gpu: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 	$(BIN)/pip install -q -e '.[gpu,hf]'
 	touch $(VENV)/.installed $@
+
+# llama.cpp's converter (convert_hf_to_gguf.py, convert_lora_to_gguf.py, gguf-py), taken from the pinned
+# llama-cpp-python sdist that pip downloads, extracted under ~/.cache/arena (never committed).
+trainer-tools: install-dev
+	$(BIN)/python -m trainer converter
+
+# The chat-tuned bundled Gemma: LoRA on the seed set, an adapter GGUF over the bundled file (resumable).
+# The default models file offers it as gemma-3-270m-chat once it exists.
+demo-model: trainer-tools
+	$(BIN)/arena train demo

@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="auto", help="add: llama.cpp, transformers, vllm, remote or auto")
     parser.add_argument("--name", default="", help="add: display name")
     parser.add_argument("--chat-format", default="gemma", help="add: turn format for GGUF files")
+    parser.add_argument("--lora", default="", help="add: a LoRA adapter GGUF over --weights (llama.cpp)")
     parser.add_argument("--context-length", type=int, default=2048, help="add: context window")
     parser.add_argument("--weight", type=float, default=1.0, help="add: battle sampling weight")
     parser.add_argument("--base-url", default="", help="add (remote): the endpoint's /v1 URL")
@@ -63,6 +64,7 @@ def _spec_from(args: argparse.Namespace) -> ModelSpec:
             name=args.name,
             engine=args.engine,
             weights=args.weights or "",
+            lora=args.lora,
             chat_format=args.chat_format,
             context_length=args.context_length,
             weight=args.weight,

@@ -6,6 +6,8 @@ A TOML file with one ``[[models]]`` table per entry. Several entries may share o
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import tomllib
 from importlib import resources
@@ -108,7 +110,18 @@ def check_api_key_env(spec: ModelSpec, prefix: str) -> None:
 
 
 def default_models_text() -> str:
-    return resources.files("app").joinpath("default_models.toml").read_text()
+    """The embedded presets, plus the chat-tuned demo model once `make demo-model` has built it."""
+    return resources.files("app").joinpath("default_models.toml").read_text() + demo_models_text()
+
+
+def demo_models_text() -> str:
+    """The ``[[models]]`` entry that `arena train demo` exported, or "" when there is none."""
+    export = Path(os.environ.get("ARENA_CACHE") or Path.home() / ".cache" / "arena") / "demo-model" / "export.json"
+    try:
+        entry = json.loads(export.read_text()).get("models_entry", "")
+    except (OSError, ValueError):
+        return ""
+    return "\n" + entry if isinstance(entry, str) else ""
 
 
 def parse_models(text: str, source: str = "models file") -> list[ModelSpec]:
