@@ -17,6 +17,8 @@ from tests.helpers.arena import serve
 from tests.helpers.server import ArenaServer, scripted_models_toml
 
 ROOT = Path(__file__).resolve().parent.parent
+# The default models file must not depend on a demo model built on this machine (`make demo-model`).
+os.environ["ARENA_DEMO_MODEL"] = ""
 ARTIFACTS = ROOT / "test-artifacts"
 
 

@@ -302,17 +302,28 @@ class Arena:
         battle = self.live.get(battle_id)
         if battle is not None and battle.busy:
             raise Conflict("Both answers must be complete before voting.")
+        for attempt in range(3):  # a read that trails the writer by a moment is read again
+            try:
+                pair = await self._record_vote(battle_id, winner, voter_hash)
+                break
+            except q.Changed:
+                if attempt == 2:
+                    raise
+        if battle is not None:
+            battle.voted = True
+        if self.on_vote is not None:
+            self.on_vote()
+        return pair
+
+    async def _record_vote(self, battle_id: str, winner: str, voter_hash: str) -> tuple[str, str]:
+        """Categories are computed here, for the battle as read; the store refuses if it moved on."""
         row = await q.get_battle(self.store, battle_id) if winner in q.WINNERS else None
         categories: list[str] = []
         if row:
             tokens = await q.first_prompt_tokens(self.store, battle_id)  # long prompt: the models' own count
             categories = battle_categories(row["first_prompt"] or "", row["turns"], winner, tokens)
         turns = row["turns"] if row else 0
-        pair = await self.store.write(q.record_vote(battle_id, winner, voter_hash, categories, turns))
-        if battle is not None:
-            battle.voted = True
-        if self.on_vote is not None:
-            self.on_vote()
+        pair: tuple[str, str] = await self.store.write(q.record_vote(battle_id, winner, voter_hash, categories, turns))
         return pair
 
     async def feedback(self, battle_id: str, message_id: int, kind: str) -> None:

@@ -122,6 +122,10 @@ def drop_answers(battle_id: str, turn: int) -> Any:
     return write
 
 
+class Changed(Conflict):
+    """The battle moved on since the caller read it: read it again and retry."""
+
+
 # A battle's status -> why it takes no vote.
 UNVOTABLE = {
     "voted": "This battle already has a vote.",
@@ -139,7 +143,7 @@ def _check_votable(battle: sqlite3.Row | None, turns: int) -> None:
     if battle["status"] in UNVOTABLE:
         raise Conflict(UNVOTABLE[battle["status"]])
     if battle["turns"] != turns:
-        raise Conflict("The battle changed meanwhile; reload it.")
+        raise Changed("The battle changed meanwhile; reload it.")
 
 
 def record_vote(battle_id: str, winner: str, voter_hash: str, categories: list[str], turns: int) -> Any:

@@ -33,6 +33,7 @@ class KillReport:
     integrity: str = ""
     refused: int = 0  # votes answered with a 4xx (none expected)
     lost: set[str] = field(default_factory=set)  # acknowledged but not stored (must stay empty)
+    refusals: list[str] = field(default_factory=list)  # status and body of each refused vote
 
 
 def models_file(tmp: Path, replies: dict[str, list[str]] | None = None) -> Path:
@@ -55,6 +56,7 @@ async def _voter(base: str, report: KillReport, rng: random.Random) -> None:
                 report.acknowledged.add(battle_id)
             elif v.status_code < 500:
                 report.refused += 1
+                report.refusals.append(f"{v.status_code} {v.text[:200]}")
 
 
 async def _round(base: str, report: KillReport, clients: int, seconds: float, rng: random.Random) -> None:

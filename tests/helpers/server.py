@@ -56,7 +56,12 @@ class ArenaServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
         # Admin on (per-model /metrics need it) and generation limits out of the way, unless the
         # test's own flags say otherwise (flags win over the environment).
-        env |= {"ARENA_ADMIN_TOKEN": ADMIN_TOKEN, "ARENA_GENERATION_RATE": "100000/1", "ARENA_MODEL_RATE": "100000/1"}
+        env |= {
+            "ARENA_DEMO_MODEL": "",
+            "ARENA_ADMIN_TOKEN": ADMIN_TOKEN,
+            "ARENA_GENERATION_RATE": "100000/1",
+            "ARENA_MODEL_RATE": "100000/1",
+        }
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         deadline = time.monotonic() + 120
