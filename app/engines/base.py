@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["system", "developer", "user", "assistant"]
 FinishReason = Literal["stop", "length", "abort", "error"]
@@ -106,6 +106,10 @@ class Gate:
         self._slots = asyncio.Semaphore(parallel)
         self.running = 0
         self.waiting = 0
+
+    def stats(self, **counters: Any) -> EngineStats:
+        """The engine's :class:`EngineStats`: this gate's live numbers plus the engine's ``counters``."""
+        return EngineStats(running=self.running, queue_depth=self.waiting, max_queue=self.max_queue, **counters)
 
     def full(self) -> bool:
         return self.running + self.waiting >= self.parallel + self.max_queue

@@ -233,10 +233,7 @@ class LlamaCppEngine(Engine):
         self.generated_tokens = 0
 
     def stats(self) -> EngineStats:
-        return EngineStats(
-            running=self.gate.running,
-            queue_depth=self.gate.waiting,
-            max_queue=self.max_queue,
+        return self.gate.stats(
             requests_total=self._requests,
             errors_total=self._errors,
             tokens_generated_total=self.generated_tokens,

@@ -132,10 +132,7 @@ class RemoteEngine(Engine):
         self._aborted.add(request_id)
 
     def stats(self) -> EngineStats:
-        return EngineStats(
-            running=self.gate.running,
-            queue_depth=self.gate.waiting,
-            max_queue=self.gate.max_queue,
+        return self.gate.stats(
             requests_total=self._requests_total,
             errors_total=self._errors_total,
             extra={"connect_failures_total": self._connect_failures},

@@ -47,10 +47,7 @@ class ScriptedEngine(Engine):
         self.generated = 0
 
     def stats(self) -> EngineStats:
-        return EngineStats(
-            running=self.gate.running,
-            queue_depth=self.gate.waiting,
-            max_queue=self.gate.max_queue,
+        return self.gate.stats(
             requests_total=len(self.requests),
             tokens_generated_total=self.generated,
         )

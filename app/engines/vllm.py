@@ -148,10 +148,7 @@ class VLLMEngine(Engine):
             await self._engine.abort(request_id)
 
     def stats(self) -> EngineStats:
-        return EngineStats(
-            running=self.gate.running,
-            queue_depth=self.gate.waiting,
-            max_queue=self.gate.max_queue,
+        return self.gate.stats(
             requests_total=self._requests_total,
         )
 
