@@ -7,10 +7,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer.bases import Base
-from trainer.modeling import save_final
+from trainer.bases import Base, resolve_base
+from trainer.modeling import offline, save_final
 from trainer.progress import Progress, install
-from trainer.runinfo import CHECKPOINTS, git_revision, last_checkpoint, now, versions, write_info
+from trainer.runinfo import CHECKPOINTS, git_revision, last_checkpoint, now, prepare_out, versions, write_info
+
+
+def begin(cfg: Any) -> tuple[Path, dict[str, Any] | None, Base]:
+    """What every run does first: no hub access, the output folder checked (and an earlier run's
+    info when resuming), the base model resolved."""
+    offline()
+    out = Path(cfg.out)
+    earlier = prepare_out(out, resume=cfg.resume, settings=cfg.settings())
+    return out, earlier, resolve_base(cfg.base, chat_format=cfg.chat_format)
 
 
 def training_arguments(cfg: Any, out: Path, *, has_eval: bool, lr: float) -> dict[str, Any]:

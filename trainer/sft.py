@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from trainer import data as d
-from trainer.bases import resolve_base
 from trainer.errors import TrainError
-from trainer.loop import new_info, run, training_arguments
-from trainer.modeling import LoraSettings, load_model, load_tokenizer, offline
+from trainer.loop import begin, new_info, run, training_arguments
+from trainer.modeling import LoraSettings, load_model, load_tokenizer
 from trainer.progress import Progress
-from trainer.runinfo import prepare_out
 
 
 @dataclass
@@ -137,10 +135,7 @@ def answer_trainer() -> Any:
 
 def train_sft(cfg: SFTConfig, *, progress: Progress | None = None) -> dict[str, Any]:
     """Run (or resume) supervised fine-tuning; returns the run's ``training.json`` contents."""
-    offline()
-    out = Path(cfg.out)
-    earlier = prepare_out(out, resume=cfg.resume, settings=cfg.settings())
-    base = resolve_base(cfg.base, chat_format=cfg.chat_format)
+    out, earlier, base = begin(cfg)
     conversations = d.load_conversations(cfg.data)
     train_convs, eval_convs = d.split(conversations, cfg.eval_fraction, cfg.seed)
     tokenizer = load_tokenizer(base)
