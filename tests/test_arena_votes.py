@@ -10,9 +10,12 @@ from collections import Counter
 import pytest
 
 from app.errors import Conflict
+from app.server import create_app
+from app.settings import Settings
 from app.store import battles as q
 from app.store import migrations
 from tests.helpers.arena import Client, csrf, db_rows, finish, parse_html, serve, start_page_battle
+from tests.helpers.server import scripted_models_toml
 
 WINNERS = ["model_a", "model_b", "tie", "tie (bothbad)"]
 
@@ -300,3 +303,20 @@ async def test_page_battle_vote_is_stored_as_anony(arena) -> None:
         battle = db_rows(c.app, "SELECT * FROM battles WHERE id = ?", (battle_id,))[0]
         assert battle["status"] == "voted" and battle["mode"] == "anony" and battle["pair_prob"] == 1.0
         assert {battle["model_a"], battle["model_b"]} == {"alpha", "beta"}
+
+
+async def test_a_live_vote_counts_a_long_prompt_in_the_models_tokens(tmp_path) -> None:
+    """600 one-letter words: 1,200 characters (a characters/4 guess says 300 tokens), but the
+    models counted 600 prompt tokens, so the vote lands in long_prompt."""
+    models = tmp_path / "models.toml"
+    toml = scripted_models_toml({"alpha": ["Hello there."], "beta": ["Hi!"]})
+    models.write_text(toml.replace("context_length = 64", "context_length = 2048"))
+    settings = Settings(models=models, db=tmp_path / "arena.db", generation_rate="1000/1", model_rate="1000/1")
+    async with serve(create_app(settings)) as c:
+        r = await c.post("/api/v1/battles", json={"prompt": "a " * 600, "wait": True})
+        assert r.status_code == 201, r.text
+        battle_id = r.json()["id"]
+        vote = await c.post(f"/api/v1/battles/{battle_id}/vote", json={"winner": "tie"})
+        assert vote.status_code == 200, vote.text
+        categories = db_rows(c.app, "SELECT categories FROM votes WHERE battle_id = ?", (battle_id,))[0][0]
+        assert "long_prompt" in categories.split()
