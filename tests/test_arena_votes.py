@@ -320,3 +320,23 @@ async def test_a_live_vote_counts_a_long_prompt_in_the_models_tokens(tmp_path) -
         assert vote.status_code == 200, vote.text
         categories = db_rows(c.app, "SELECT categories FROM votes WHERE battle_id = ?", (battle_id,))[0][0]
         assert "long_prompt" in categories.split()
+
+
+async def test_a_vote_read_that_trails_the_writer_is_read_again(arena, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first read of the battle is stale (it misses the turn); the store refuses that with
+    Changed, and the arena reads again instead of answering 409."""
+    real = q.get_battle
+    calls = 0
+
+    async def stale_once(store, battle_id):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        row = await real(store, battle_id)
+        return {**row, "turns": 0} if calls == 1 and row else row
+
+    monkeypatch.setattr(q, "get_battle", stale_once)
+    async with arena() as c:
+        battle_id = await new_battle(c)
+        vote = await c.post(f"/api/v1/battles/{battle_id}/vote", json={"winner": "model_a"})
+        assert vote.status_code == 200, vote.text
+        assert calls == 2
