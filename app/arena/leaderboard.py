@@ -171,7 +171,7 @@ COUNTS_SQL = "SELECT model_a, model_b, wins_a, wins_b, ties + bothbad FROM pair_
 VOTES_SQL = (
     "SELECT v.model_a, v.model_b, v.winner, v.pair_prob, v.voter_hash, b.first_prompt, "
     f"{_STYLE_COLUMNS} FROM votes v JOIN battles b ON b.id = v.battle_id"
-    " WHERE v.mode = ? AND (' ' || v.categories || ' ') LIKE ?"
+    " WHERE v.mode = ? AND (' ' || v.categories || ' ') LIKE ? AND v.flags = ''"
 )
 
 

@@ -19,9 +19,24 @@ FinishReason = Literal["stop", "length", "abort", "error"]
 
 
 @dataclass(frozen=True, slots=True)
+class Image:
+    """An image already checked and re-encoded by ``app.media.images`` (never a client's raw bytes)."""
+
+    data: bytes
+    mime: str  # image/png | image/jpeg | image/webp
+    sha256: str  # hex digest of ``data``: the name it is stored under
+
+    def data_url(self) -> str:
+        import base64
+
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Role
     content: str
+    images: tuple[Image, ...] = ()  # only for engines with ``vision = True``
 
 
 @dataclass(slots=True)

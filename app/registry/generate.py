@@ -84,6 +84,7 @@ async def start(models: Registry, metrics: Metrics, model_id: str, request: Gene
     """Resolve the model, start generating and wait for the first delta."""
     entry = await resolve(models, model_id)
     assert entry.engine is not None
+    check_vision(entry, request)
     stream = cast(AsyncGenerator[Delta, None], entry.engine.generate(request))
     gen = _measured(models, metrics, entry, stream, time.perf_counter())
     try:
@@ -100,6 +101,17 @@ async def start(models: Registry, metrics: Metrics, model_id: str, request: Gene
     except StopAsyncIteration:
         raise Failed("The engine returned nothing.") from None
     return Started(entry, first, gen)
+
+
+def check_vision(entry: ModelEntry, request: GenerationRequest) -> None:
+    """An image for a model that cannot see is the client's mistake: 400 naming the message."""
+    for index, message in enumerate(request.messages or []):
+        if message.images and not (entry.spec.vision and entry.engine is not None and entry.engine.vision):
+            raise Invalid(
+                f"The model `{entry.id}` does not accept images; pick a vision model (vision = true).",
+                param=f"messages[{index}].content",
+                code="model_not_vision",
+            )
 
 
 def request_defaults(entry: ModelEntry, **given: object) -> dict[str, object]:

@@ -38,6 +38,8 @@ class ModelMetadata(BaseModel):
     parameters: str = ""
     link: str = ""
     knowledge_cutoff: str = ""
+    family: str = Field("", description="Model family (e.g. Gemma), for identity-leak checks.")
+    aliases: list[str] = Field(default_factory=list, description="More names the model may call itself.")
 
 
 class ModelSpec(BaseModel):
@@ -49,6 +51,8 @@ class ModelSpec(BaseModel):
     engine: EngineKind = "llama.cpp"
     weights: str = ""
     lora: str = Field("", description="A LoRA adapter GGUF applied over the weights (llama.cpp engine).")
+    vision: bool = Field(False, description="The model takes images (llama.cpp needs mmproj too).")
+    mmproj: str = Field("", description="The multimodal projector GGUF of a llama.cpp vision model.")
     chat_format: str = "gemma"
     context_length: int = Field(2048, gt=0)
     defaults: GenerationDefaults = Field(default_factory=lambda: GenerationDefaults())

@@ -191,22 +191,28 @@ def record_vote(battle_id: str, winner: str, voter_hash: str, categories: list[s
             ),
         )
         conn.execute("UPDATE battles SET status = 'voted' WHERE id = ?", (battle_id,))
-        _count(conn, battle["mode"], categories, battle["model_a"], battle["model_b"], winner)
+        if battle["flags"]:  # a flagged battle's vote is kept, but off the default board
+            conn.execute("UPDATE votes SET flags = ? WHERE battle_id = ?", (battle["flags"], battle_id))
+        else:
+            _count(conn, battle["mode"], categories, battle["model_a"], battle["model_b"], winner)
         return battle["model_a"], battle["model_b"]
 
     return write
 
 
-def _count(conn: sqlite3.Connection, mode: str, categories: list[str], a: str, b: str, winner: str) -> None:
-    """Add one outcome to the running pair counts (pairs stored in name order)."""
+def _count(
+    conn: sqlite3.Connection, mode: str, categories: list[str], a: str, b: str, winner: str, step: int = 1
+) -> None:
+    """Add one outcome to the running pair counts (pairs stored in name order); ``step=-1`` takes
+    it back (a vote flagged afterwards)."""
     if a > b:
         a, b = b, a
         winner = {"model_a": "model_b", "model_b": "model_a"}.get(winner, winner)
     column = {"model_a": "wins_a", "model_b": "wins_b", "tie": "ties", "tie (bothbad)": "bothbad"}[winner]
     conn.executemany(
-        f"INSERT INTO pair_counts (mode, category, model_a, model_b, {column}) VALUES (?, ?, ?, ?, 1)"
-        f" ON CONFLICT (mode, category, model_a, model_b) DO UPDATE SET {column} = {column} + 1",
-        [(mode, category, a, b) for category in categories],
+        f"INSERT INTO pair_counts (mode, category, model_a, model_b, {column}) VALUES (?, ?, ?, ?, ?)"
+        f" ON CONFLICT (mode, category, model_a, model_b) DO UPDATE SET {column} = {column} + excluded.{column}",
+        [(mode, category, a, b, step) for category in categories],
     )
 
 

@@ -176,6 +176,36 @@ def m006_language_codes(db: Database) -> None:
         db.execute("DELETE FROM pair_counts WHERE category = ?", (old,))
 
 
+@migrations()
+def m007_images_and_flags(db: Database) -> None:
+    """Images of vision battles (files stored by content hash outside the database), flags that keep
+    a battle's vote off the default board (moderation, identity leak), and the moderation log."""
+    db.table("images").create(
+        {"sha256": str, "mime": str, "width": int, "height": int, "bytes": int, "created": float}, pk="sha256"
+    )
+    db.table("battle_images").create(
+        {"battle_id": str, "turn": int, "position": int, "sha256": str},
+        pk=("battle_id", "turn", "position"),
+        foreign_keys=[("battle_id", "battles", "id"), ("sha256", "images", "sha256")],
+    )
+    db.table("battles").add_column("flags", str, not_null_default="")  # space-separated: moderation identity
+    db.table("votes").add_column("flags", str, not_null_default="")  # flagged votes are not in pair_counts
+    db.table("moderation_log").create(
+        {
+            "id": int,
+            "created": float,
+            "source": str,  # battle | v1 | flag
+            "checker": str,  # words | model | remote
+            "reason": str,
+            "excerpt": str,
+            "battle_id": str,
+            "voter_hash": str,
+            "model": str,
+        },
+        pk="id",
+    )
+
+
 def apply(path: str) -> None:
     db = Database(path)
     db.enable_wal()
