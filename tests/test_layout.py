@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "app.openai": 5,
     "app.arena": 4,
     "app.registry": 3,
+    "app.media": 3,  # images checked and stored by hash: over the engines' Image, under arena and routes
     "app.engines": 2,
     "app.store": 2,
     "app.rating": 1,
