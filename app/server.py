@@ -27,6 +27,7 @@ from app.arena.limits import Throttle
 from app.arena.service import Arena, Limits
 from app.engines.llamacpp import CpuBudget
 from app.engines.llamacpp_check import check_gguf
+from app.media.images import ImageLimits, ImageStore
 from app.metrics import Metrics
 from app.registry.core import Registry
 from app.registry.factory import MB, memory_total
@@ -91,6 +92,7 @@ def _state(settings: Settings) -> State:
     arena = Arena(registry, store, metrics, limits)
     arena.on_vote = board.bump
     arena.throttle = throttle
+    arena.images = images = image_store(settings)
     return State(
         {
             "settings": settings,
@@ -101,8 +103,20 @@ def _state(settings: Settings) -> State:
             "arena": arena,
             "leaderboard": board,
             "throttle": throttle,
+            "images": images,
         }
     )
+
+
+def image_store(settings: Settings) -> ImageStore:
+    """Where uploads are kept (by hash, outside the database) and how big they may be."""
+    limits = ImageLimits(
+        max_bytes=int(settings.image_max_mb * 1024 * 1024),
+        long_edge=settings.image_long_edge,
+        per_conversation=settings.images_per_conversation,
+    )
+    folder = settings.image_dir or settings.db.with_name(settings.db.name + ".images")
+    return ImageStore(folder, limits)
 
 
 def _lifespan(state: State, specs: list[ModelSpec], csrf: CSRFConfig) -> Any:

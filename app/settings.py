@@ -29,7 +29,9 @@ class Settings(BaseModel):
         description="API keys that protect /v1 (repeat the flag, or comma-separate in env).",
     )
     admin_token: str | None = Field(None, description="Token for /admin and /api/v1/admin; admin is off when unset.")
-    max_body_bytes: int = Field(1_000_000, gt=0, description="Largest request body accepted.")
+    max_body_bytes: int = Field(
+        21_000_000, gt=0, description="Largest request body accepted (a 15 MB image is 20 MB as base64 in JSON)."
+    )
     parallel: int = Field(2, ge=1, description="Streams each model runs at once.")
     max_queue: int = Field(16, ge=0, description="Requests that may wait per model before 503.")
     threads: int = Field(0, ge=0, description="CPU threads for llama.cpp; 0 means all cores.")
@@ -67,6 +69,16 @@ class Settings(BaseModel):
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
     provisional_votes: int = Field(
         30, ge=0, description="Leaderboard: models with fewer votes than this in overall are marked provisional."
+    )
+    image_dir: Path | None = Field(
+        None, description="Folder of uploaded images, stored by hash; next to the database (<db>.images) when unset."
+    )
+    image_max_mb: float = Field(15.0, gt=0, description="Largest image accepted, in MB (PNG, JPEG or WebP).")
+    image_long_edge: int = Field(1024, ge=16, description="Images are resized so their longer side is at most this.")
+    images_per_conversation: int = Field(1, ge=0, description="Most images in one battle or one /v1 request.")
+    image_url_domains: list[str] = Field(
+        default_factory=list,
+        description="Domains /v1 may fetch https image URLs from (exact hosts); empty refuses every remote URL.",
     )
 
     @field_validator("battle_rate", "vote_rate", "generation_rate", "model_rate", "login_rate")
