@@ -39,8 +39,12 @@ def flag_battle(battle_id: str, reason: str) -> Any:
         vote = conn.execute("SELECT * FROM votes WHERE battle_id = ?", (battle_id,)).fetchone()
         if vote is not None:
             if not vote["flags"]:
-                _count(conn, vote["mode"], vote["categories"].split(), vote["model_a"], vote["model_b"], vote["winner"], -1)
-            conn.execute("UPDATE votes SET flags = ? WHERE battle_id = ?", (merged(vote["flags"] or "", reason), battle_id))
+                _count(
+                    conn, vote["mode"], vote["categories"].split(), vote["model_a"], vote["model_b"], vote["winner"], -1
+                )
+            conn.execute(
+                "UPDATE votes SET flags = ? WHERE battle_id = ?", (merged(vote["flags"] or "", reason), battle_id)
+            )
         return True
 
     return write
