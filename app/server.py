@@ -92,6 +92,7 @@ def _state(settings: Settings) -> State:
     arena = Arena(registry, store, metrics, limits)
     arena.on_vote = board.bump
     arena.throttle = throttle
+    arena.identity_check = settings.identity_check
     arena.images = images = image_store(settings)
     return State(
         {

@@ -70,6 +70,11 @@ class Settings(BaseModel):
     provisional_votes: int = Field(
         30, ge=0, description="Leaderboard: models with fewer votes than this in overall are marked provisional."
     )
+    identity_check: bool = Field(
+        True,
+        description="Flag an anonymous battle whose answer names its own model (family, aliases, name; "
+        "organization only as a self-reference): its vote stays off the default board.",
+    )
     image_dir: Path | None = Field(
         None, description="Folder of uploaded images, stored by hash; next to the database (<db>.images) when unset."
     )

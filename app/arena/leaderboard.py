@@ -173,6 +173,8 @@ VOTES_SQL = (
     f"{_STYLE_COLUMNS} FROM votes v JOIN battles b ON b.id = v.battle_id"
     " WHERE v.mode = ? AND (' ' || v.categories || ' ') LIKE ? AND v.flags = ''"
 )
+# The include_flagged option: votes flagged for an identity leak count too (a moderation flag still keeps a vote out).
+VOTES_SQL_INCLUDING_FLAGGED = VOTES_SQL.replace("v.flags = ''", "v.flags IN ('', 'identity')")
 
 
 def counts_from_rows(rows: Sequence[Sequence[Any]]) -> Counts:
@@ -317,11 +319,13 @@ class Service:
         return await asyncio.shield(self._start(key, build))
 
     async def _load(self, query: Query) -> tuple[BoardData, dict[str, int]]:
-        overall = await self.counts("overall")
-        counts = overall if query.category == "overall" else await self.counts(query.category)
+        base = "overall" if query.mode == "anony" else query.category  # a judge's board is one category
+        overall = await self.counts(base, query.mode)
+        counts = overall if query.category == base else await self.counts(query.category, query.mode)
         data = BoardData(counts)
         if query.needs_votes:
-            rows = await self.store.fetchall(VOTES_SQL, ("anony", f"% {query.category} %"))
+            sql = VOTES_SQL_INCLUDING_FLAGGED if query.options.include_flagged else VOTES_SQL
+            rows = await self.store.fetchall(sql, (query.mode, f"% {query.category} %"))
             data = BoardData(counts, await self.in_worker(lambda: votes_from_rows(rows)))
         return data, votes_per_model(overall)
 
@@ -357,5 +361,5 @@ class Service:
             sandwich = await self.board(metadata, replace(query, ci="sandwich"))
             return {**sandwich, "stale": True, "notice": PENDING_NOTICE}
 
-    async def counts(self, category: str = "overall") -> Counts:
-        return await self._cached(("counts", category), self.ttl, lambda: load_counts(self.store, category))
+    async def counts(self, category: str = "overall", mode: str = "anony") -> Counts:
+        return await self._cached(("counts", mode, category), self.ttl, lambda: load_counts(self.store, category, mode))

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from app.arena.identity import flag_if_leaked
 from app.arena.limits import Throttle
 from app.arena.live import Event, LiveBattle, Side, Turn
 from app.arena.pairs import NotEnoughModels, draw_pair
@@ -71,6 +72,7 @@ class Arena:
         self.live: OrderedDict[str, LiveBattle] = OrderedDict()
         self.on_vote: Callable[[], None] | None = None  # e.g. the leaderboard's cache bump
         self.throttle: Throttle | None = None  # the one rate limiter of generations (per client and model)
+        self.identity_check = True  # flag anonymous battles whose answer names its own model
 
     def _admit(self, client: str, models: dict[str, str]) -> None:
         """Count a generation per side against ``client``'s limits, or raise RateLimited."""
@@ -250,6 +252,8 @@ class Arena:
         except Exception as exc:  # noqa: BLE001 - a store failure fails the side, not the server
             log.error("could not store answer for %s: %s", battle.id, exc)
             state.error = state.error or public_error(side, battle.mode)
+        if self.identity_check and not state.error:  # flagged before the side is done, so before any vote
+            await flag_if_leaked(self.store, self.models, battle.id, battle.mode, state.model, state.text)
         state.done = True
         turn.emit(Event("set", side, state.text, state.error, state.finish_reason, state.message_id, True))
         if all(s.done for s in turn.sides.values()):

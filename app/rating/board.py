@@ -19,6 +19,7 @@ from app.rating.leaderboard import Leaderboard, compute_leaderboard, compute_sty
 from app.rating.options import Counts, Options, VoteRows, options_block, select_rows, select_votes, selected_cells
 
 CI_KINDS = ("sandwich", "bootstrap")
+MODES = ("anony", "judge")  # the human board, and a judge's board (category "judge:<model id>")
 MAX_ROUNDS = 1000
 CATEGORY_MIN_VOTES = 5  # within a category, models with fewer votes are hidden
 PROVISIONAL_VOTES = 30  # models with fewer votes in overall are marked provisional
@@ -35,6 +36,7 @@ class Query:
     rounds: int = 100
     options: Options = field(default_factory=Options)
     provisional_votes: int = PROVISIONAL_VOTES
+    mode: str = "anony"  # the battles' mode: anony (the human board) or judge (a judge's board)
 
     @property
     def needs_votes(self) -> bool:
@@ -65,6 +67,7 @@ def make_query(
     rounds: int = 100,
     options: Options | None = None,
     provisional_votes: int = PROVISIONAL_VOTES,
+    mode: str = "anony",
 ) -> Query:
     """A bounded :class:`Query`, or :class:`Invalid` naming the bad parameter."""
     if ci not in CI_KINDS:
@@ -76,7 +79,10 @@ def make_query(
     options = options or Options()
     if options.max_per_prompt < 0:
         raise Invalid("max_per_prompt must be 0 or more", param="max_per_prompt")
-    return Query(category, style_control, ci, parse_anchor(anchor), rounds, options, max(0, provisional_votes))
+    if mode not in MODES:
+        raise Invalid(f"mode must be one of {', '.join(MODES)}", param="mode")
+    anchor_at = parse_anchor(anchor)
+    return Query(category, style_control, ci, anchor_at, rounds, options, max(0, provisional_votes), mode)
 
 
 def check_anchor(query: Query, known: Sequence[str] | set[str]) -> None:
@@ -142,7 +148,7 @@ def fit_board(data: BoardData, query: Query) -> Fitted:
     used = cells.total_battles
     if used == 0:
         return Fitted(None, None, report, 0)
-    min_votes = 0 if query.category == "overall" else CATEGORY_MIN_VOTES
+    min_votes = 0 if query.category == "overall" or query.mode != "anony" else CATEGORY_MIN_VOTES
     plain = compute_leaderboard(cells, anchor=query.anchor, ci=query.ci, rounds=query.rounds, min_votes=min_votes)
     notice = "" if plain.info.identifiable else PRIOR_USED
     if not query.style_control or data.votes is None:

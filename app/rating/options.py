@@ -1,6 +1,8 @@
 """Vote-level leaderboard options as pure functions.
 
-A prompt cap and the voter filter choose which votes count; inverse-probability weighting gives
+Which votes are read is chosen before they get here: a flagged vote (its battle flagged for an
+identity leak) is left out of the default board and read only with ``include_flagged``. A prompt
+cap and the voter filter then choose which votes count; inverse-probability weighting gives
 each kept vote a weight. The result is a :class:`Selection`: the votes kept and their weights,
 which go to the rating functions as weights (never folded into the counts), so vote counts stay
 counts and the intervals see each vote's weight. The same selection feeds the plain fit, the
@@ -45,10 +47,11 @@ class Options:
     inverse_probability: bool = False  # weight each vote by 1 / P(its pair was drawn)
     max_per_prompt: int = 0  # keep at most this many votes per identical prompt (0: all)
     filter_voters: bool = False  # drop voters flagged by the Chatbot Arena paper's test
+    include_flagged: bool = False  # count votes of battles flagged for an identity leak too
 
     @property
     def active(self) -> bool:
-        return self.inverse_probability or self.max_per_prompt > 0 or self.filter_voters
+        return self.inverse_probability or self.max_per_prompt > 0 or self.filter_voters or self.include_flagged
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ def options_block(options: Options, votes: int, used: int) -> dict[str, Any]:
         "inverse_probability": options.inverse_probability,
         "max_per_prompt": options.max_per_prompt,
         "filter_voters": options.filter_voters,
+        "include_flagged": options.include_flagged,
         "votes": votes,
         "dropped_repeated_prompts": 0,
         "dropped_anomalous_voters": 0,

@@ -1,4 +1,7 @@
-"""The leaderboard: the /leaderboard page (htmx swaps its ``board`` block) and its JSON API."""
+"""The leaderboard: the /leaderboard page (htmx swaps its ``board`` block) and its JSON API.
+
+``board=judge&judge=ID`` gives a judge's board instead of the human one (see :func:`_judge_board`);
+``include_flagged=true`` counts the votes of battles flagged for an identity leak."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from litestar.response import Template
 
 from app.arena.leaderboard import Service, load_categories
 from app.errors import Invalid
+from app.eval.agreement import rank_agreement, rank_json
+from app.eval.judge_board import judge_columns, with_columns
 from app.rating.board import Query, make_query
 from app.rating.options import Options
 from app.registry.core import Registry
@@ -38,6 +43,7 @@ def _query(state: State, params: dict[str, str]) -> Query:
         inverse_probability=_flag(params.get("inverse_probability")),
         max_per_prompt=_whole(params, "max_per_prompt", 0),
         filter_voters=_flag(params.get("filter_voters")),
+        include_flagged=_flag(params.get("include_flagged")),
     )
     return make_query(
         category=params.get("category") or "overall",
@@ -50,7 +56,41 @@ def _query(state: State, params: dict[str, str]) -> Query:
     )
 
 
+BOARDS = ("human", "judge")
+JUDGE_PREFIX = "judge:"  # a judge's battles are counted in mode "judge", category "judge:<model id>"
+CORRELATION_ROUNDS = 100  # bootstrap refits per board for the correlation's interval
+
+
+async def judge_ids(state: State) -> list[str]:
+    """The judges with verdicts stored, by model id."""
+    categories = await load_categories(state.store, mode="judge")
+    return sorted(c.removeprefix(JUDGE_PREFIX) for c in categories if c.startswith(JUDGE_PREFIX))
+
+
+async def _judge_board(state: State, params: dict[str, str]) -> dict[str, Any]:
+    """A judge's Bradley–Terry board, its rank correlation with the human board (overall), and
+    the judge's benchmark columns."""
+    service: Service = state.leaderboard
+    judges = await judge_ids(state)
+    judge = params.get("judge") or (judges[0] if judges else "")
+    if len(judge) > 200:
+        raise Invalid("judge is too long", param="judge")
+    category = JUDGE_PREFIX + judge
+    query = make_query(category=category, mode="judge", ci=params.get("ci") or "sandwich", provisional_votes=0)
+    out = await service.board(metadata(state.models), query)
+    human, own = await service.counts("overall"), await service.counts(category, "judge")
+    ranks = await service.in_worker(lambda: rank_agreement(human.cells(), own.cells(), rounds=CORRELATION_ROUNDS))
+    out.update(board="judge", judge=judge, judges=judges, correlation=rank_json(ranks))
+    with_columns(out, await judge_columns(state.store, judge))
+    return out
+
+
 async def _board(state: State, params: dict[str, str]) -> dict[str, Any]:
+    board = params.get("board") or "human"
+    if board not in BOARDS:
+        raise Invalid(f"board must be one of {', '.join(BOARDS)}", param="board")
+    if board == "judge":
+        return await _judge_board(state, params)
     service: Service = state.leaderboard
     return await service.board(metadata(state.models), _query(state, params))
 
@@ -64,8 +104,9 @@ async def _screen(request: HTMXRequest, state: State) -> LeaderboardScreen:
     params = {k: v for k, v in request.query_params.items() if v}
     board = await _board(state, params)
     service: Service = state.leaderboard
-    counts = await service.counts(board["category"])
-    return leaderboard_screen(board, params, await load_categories(state.store), counts)
+    counts = await service.counts(board["category"], "judge" if board.get("board") == "judge" else "anony")
+    judges = await judge_ids(state)
+    return leaderboard_screen(board, params, await load_categories(state.store), counts, judges=judges)
 
 
 @get("/leaderboard")

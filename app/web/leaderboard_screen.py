@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -93,6 +93,23 @@ class Plots:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """A correlation figure with its interval, as text."""
+
+    name: str
+    value: str
+    interval: str
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """How a judge's board ranks the models both boards cover, next to the human board's."""
+
+    models: int
+    figures: list[Figure]
+
+
+@dataclass(frozen=True)
 class LeaderboardScreen:
     """leaderboard.html and its ``board`` block."""
 
@@ -117,6 +134,11 @@ class LeaderboardScreen:
     rows: list[Row]
     plots: Plots
     nav: str = "leaderboard"
+    include_flagged: bool = False
+    board: str = "human"  # or "judge": a judge's board
+    judge: str = ""
+    boards: list[Tab] = field(default_factory=list)  # human votes, then one per judge; empty without judges
+    correlation: Correlation | None = None
 
 
 def parameter_count(text: str) -> float | None:
@@ -230,11 +252,51 @@ def figures(models: Sequence[dict[str, Any]], counts: Counts | None) -> Plots:
     )
 
 
+def board_tabs(params: Mapping[str, str], judges: Sequence[str], board: str, judge: str) -> list[Tab]:
+    """The human board's tab and one per judge (none when no judge has verdicts)."""
+    if not judges:
+        return []
+    human = Tab("", "Human votes", link(params, board="", judge=""), board != "judge")
+    return [human] + [
+        Tab(
+            f"judge:{j}",
+            f"Judge: {j}",
+            link(params, board="judge", judge=j, category=""),
+            board == "judge" and j == judge,
+        )
+        for j in judges
+    ]
+
+
+def _number(value: Any) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def correlation(board: Mapping[str, Any]) -> Correlation | None:
+    """The judge board's rank correlation with the human board, as text (None on a human board)."""
+    found = board.get("correlation")
+    if not found:
+        return None
+    figures = []
+    for key, name in (("spearman", "Spearman ρ"), ("kendall", "Kendall τ-b")):
+        f = found[key]
+        interval = "" if f["lower"] is None else f"95% CI {_number(f['lower'])} to {_number(f['upper'])}"
+        figures.append(Figure(name, _number(f["value"]), interval))
+    return Correlation(len(found["models"]), figures)
+
+
 def leaderboard_screen(
-    board: Mapping[str, Any], params: Mapping[str, str], categories: Sequence[str], counts: Counts | None
+    board: Mapping[str, Any],
+    params: Mapping[str, str],
+    categories: Sequence[str],
+    counts: Counts | None,
+    *,
+    judges: Sequence[str] = (),
 ) -> LeaderboardScreen:
-    """The screen for ``board`` as the page's query ``params`` filter and sort it."""
+    """The screen for ``board`` as the page's query ``params`` filter and sort it; ``judges``
+    with verdicts stored get a tab each."""
     models, benchmarks = board["models"], list(board["benchmarks"])
+    kind, judge = board.get("board") or "human", board.get("judge") or ""
     updated = datetime.fromtimestamp(board["updated"], tz=UTC)
     return LeaderboardScreen(
         category=board["category"],
@@ -249,7 +311,7 @@ def leaderboard_screen(
         coefficients=list((board.get("coefficients") or {}).items()),
         sort=params.get("sort", ""),
         order=params.get("order", ""),
-        tabs=[tab(params, c, board["category"]) for c in categories or ["overall"]],
+        tabs=[] if kind == "judge" else [tab(params, c, board["category"]) for c in categories or ["overall"]],
         licenses=choices(present(models, "license"), params.get("license")),
         organizations=choices(present(models, "organization"), params.get("organization")),
         sizes=choices(list(SIZES), params.get("size"), SIZE_LABELS),
@@ -257,4 +319,9 @@ def leaderboard_screen(
         benchmarks=[column(params, key, key) for key in benchmarks],
         rows=[row(r, benchmarks) for r in filtered(board, params)],
         plots=figures(models, counts),
+        include_flagged=(board.get("options") or {}).get("include_flagged", False),
+        board=kind,
+        judge=judge,
+        boards=board_tabs(params, judges, kind, judge),
+        correlation=correlation(board),
     )
