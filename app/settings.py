@@ -70,6 +70,12 @@ class Settings(BaseModel):
     provisional_votes: int = Field(
         30, ge=0, description="Leaderboard: models with fewer votes than this in overall are marked provisional."
     )
+    suites_dir: Path = Field(
+        Path("suites"), description="Folder of prompt suites (JSONL); `arena suites import` fills it."
+    )
+    judge_templates: Path | None = Field(
+        None, description="Folder of judge templates (pairwise.txt, single.txt, single_ref.txt) over the shipped ones."
+    )
     identity_check: bool = Field(
         True,
         description="Flag an anonymous battle whose answer names its own model (family, aliases, name; "

@@ -11,7 +11,9 @@ from typing import Any
 
 from app.cli import data as cli_data
 from app.cli import doctor as cli_doctor
+from app.cli import eval as cli_eval
 from app.cli import models as cli_models
+from app.cli import suites as cli_suites
 from app.cli import train as cli_train
 from app.cli.common import CommandError, add_setting_flags, settings_from
 from app.settings import Settings, SettingsError
@@ -61,6 +63,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], list[str], str]] 
     "scores": (cli_data.cmd_scores, cli_data.DB_FLAGS, "Import benchmark scores from a CSV file."),
     "doctor": (cli_doctor.run, cli_doctor.FLAGS, "Check the llama.cpp engine build on this CPU and the models."),
     "train": (cli_train.run, cli_train.FLAGS, cli_train.HELP),
+    "suites": (cli_suites.run, cli_suites.FLAGS, cli_suites.HELP),
+    "eval": (cli_eval.run, cli_eval.FLAGS, cli_eval.HELP),
 }
 
 EXTRA_ARGUMENTS = {
@@ -69,6 +73,8 @@ EXTRA_ARGUMENTS = {
     "battles": cli_data.add_battles_arguments,
     "scores": cli_data.add_scores_arguments,
     "train": cli_train.add_arguments,
+    "suites": cli_suites.add_arguments,
+    "eval": cli_eval.add_arguments,
 }
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import heapq
+import itertools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,6 +57,7 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    priority: int = 0  # admission order at a busy engine: higher first (see Gate); eval work asks for less
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +112,21 @@ class EngineStats:
     extra: Mapping[str, float | int] = field(default_factory=dict)  # backend-specific counters
 
 
+# Admission priorities (higher is admitted first): people waiting for an answer (battles, /v1)
+# come before automatic evaluation on the same engine.
+HUMAN_PRIORITY = 0
+EVAL_PRIORITY = -10
+# The priority a Gate admits with when its caller names none: ``app.registry.generate.start`` sets
+# it from ``GenerationRequest.priority`` around the engine's admission, so no backend has to.
+ADMISSION_PRIORITY: ContextVar[int] = ContextVar("admission_priority", default=HUMAN_PRIORITY)
+
+
 class Gate:
     """Admission for one engine: ``parallel`` streams run, ``max_queue`` more wait, the rest are
-    refused at once with :class:`EngineOverloaded` (503 with Retry-After), so work is bounded."""
+    refused at once with :class:`EngineOverloaded` (503 with Retry-After), so work is bounded.
+
+    A freed slot goes to the waiter with the highest priority, first come first served among
+    equals, so a person's request overtakes queued eval work."""
 
     def __init__(self, parallel: int, max_queue: int, retry_after: int = 2) -> None:
         if parallel < 1 or max_queue < 0:
@@ -118,7 +134,8 @@ class Gate:
         self.parallel = parallel
         self.max_queue = max_queue
         self.retry_after = retry_after
-        self._slots = asyncio.Semaphore(parallel)
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap of (-priority, arrival, future)
+        self._arrivals = itertools.count()
         self.running = 0
         self.waiting = 0
 
@@ -129,20 +146,39 @@ class Gate:
     def full(self) -> bool:
         return self.running + self.waiting >= self.parallel + self.max_queue
 
-    async def acquire(self) -> None:
-        """Wait for a stream slot, or raise :class:`EngineOverloaded` when the queue is full."""
+    async def acquire(self, priority: int | None = None) -> None:
+        """Wait for a stream slot, or raise :class:`EngineOverloaded` when the queue is full.
+        ``priority`` defaults to the caller's :data:`ADMISSION_PRIORITY`."""
         if self.full():
             raise EngineOverloaded(self.retry_after)
+        if self.running < self.parallel and not self._waiters:
+            self.running += 1
+            return
+        rank = -(ADMISSION_PRIORITY.get() if priority is None else priority)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (rank, next(self._arrivals), future)
+        heapq.heappush(self._waiters, entry)
         self.waiting += 1
         try:
-            await self._slots.acquire()
+            await future
+        except BaseException:
+            if future.done() and not future.cancelled():
+                self.release()  # handed a slot just as the caller gave up: pass it on
+            elif entry in self._waiters:
+                self._waiters.remove(entry)
+                heapq.heapify(self._waiters)
+            raise
         finally:
             self.waiting -= 1
-        self.running += 1
 
     def release(self) -> None:
+        """Free a slot: hand it to the most urgent waiter (it stays running), or give it back."""
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
         self.running -= 1
-        self._slots.release()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

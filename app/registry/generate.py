@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from app.engines.base import (
+    ADMISSION_PRIORITY,
     ContextLengthExceeded,
     Delta,
     EngineError,
@@ -87,6 +88,7 @@ async def start(models: Registry, metrics: Metrics, model_id: str, request: Gene
     check_vision(entry, request)
     stream = cast(AsyncGenerator[Delta, None], entry.engine.generate(request))
     gen = _measured(models, metrics, entry, stream, time.perf_counter())
+    admission = ADMISSION_PRIORITY.set(request.priority)  # the engine's gate admits by it
     try:
         first = await anext(gen)
     except ContextLengthExceeded as exc:
@@ -100,6 +102,8 @@ async def start(models: Registry, metrics: Metrics, model_id: str, request: Gene
         raise Failed(str(exc), code="engine_error") from exc
     except StopAsyncIteration:
         raise Failed("The engine returned nothing.") from None
+    finally:
+        ADMISSION_PRIORITY.reset(admission)
     return Started(entry, first, gen)
 
 

@@ -206,6 +206,68 @@ def m007_images_and_flags(db: Database) -> None:
     )
 
 
+@migrations()
+def m008_eval(db: Database) -> None:
+    """Automatic evaluation: answers cached per (model, prompt, sampling), judge verdicts cached per
+    (judge, suite, answers shown as A and B, template), and runs with their progress. The battles a
+    judge decides go to ``battles``/``votes`` under mode ``judge``, never ``anony``."""
+    db.table("eval_answers").create(
+        {
+            "key": str,  # sha256 of (model, prompt id, turns, sampling)
+            "model": str,
+            "prompt_id": str,
+            "turns_hash": str,
+            "sampling": str,  # JSON: temperature, top_p, max_tokens
+            "answers": str,  # JSON list, one answer per turn
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "seconds": float,
+            "created": float,
+        },
+        pk="key",
+    )
+    db.table("eval_verdicts").create(
+        {
+            "key": str,  # sha256 of (kind, judge, suite, answer shown as A, answer shown as B, template hash)
+            "kind": str,  # pairwise | single
+            "judge": str,
+            "suite": str,
+            "prompt_id": str,
+            "template_hash": str,
+            "answer_a": str,  # eval_answers keys: shown as Assistant A (single: the graded answer)
+            "answer_b": str,  # "" for single
+            "model_a": str,
+            "model_b": str,
+            "verdict": str,  # A>>B | A>B | A=B | B>A | B>>A; "" when it did not parse (or single)
+            "score": float,  # single: 1-10; NULL when it did not parse
+            "raw": str,  # the judge's whole reply
+            "battle_id": str,  # pairwise: the battle both orders decided
+            "created": float,
+        },
+        pk="key",
+    )
+    db.table("eval_verdicts").create_index(["judge", "suite", "kind"])
+    db.table("eval_runs").create(
+        {
+            "id": str,
+            "kind": str,  # pairwise | single | tournament
+            "suite": str,
+            "judge": str,
+            "models": str,  # JSON list
+            "baseline": str,
+            "status": str,  # running | done | failed | interrupted
+            "done": int,
+            "total": int,
+            "result": str,  # JSON, once done
+            "error": str,
+            "created": float,
+            "updated": float,
+        },
+        pk="id",
+        defaults={"status": "running", "done": 0, "total": 0, "result": "", "error": "", "baseline": ""},
+    )
+
+
 def apply(path: str) -> None:
     db = Database(path)
     db.enable_wal()
