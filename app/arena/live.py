@@ -99,6 +99,7 @@ class LiveBattle:
     mode: str
     models: dict[str, str]  # side -> model id
     history: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (prompt, answers)
+    images: dict[int, tuple[str, ...]] = field(default_factory=dict)  # turn number -> its images' sha256
     turn: Turn | None = None
     voted: bool = False
     failed: bool = False
@@ -111,6 +112,10 @@ class LiveBattle:
     @property
     def turn_count(self) -> int:
         return len(self.history) + (1 if self.turn is not None and not self.turn.complete else 0)
+
+    @property
+    def image_count(self) -> int:
+        return sum(len(hashes) for hashes in self.images.values())
 
     @property
     def busy(self) -> bool:

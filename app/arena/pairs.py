@@ -17,14 +17,22 @@ def pair_probability(weights: dict[str, float], a: str, b: str) -> float:
     return wa / total * wb / (total - wa) + wb / total * wa / (total - wb)
 
 
-def draw_pair(candidates: Sequence[tuple[str, float]], rng: random.Random) -> tuple[str, str, float]:
+def draw_pair(
+    candidates: Sequence[tuple[str, float]], rng: random.Random, *, vision: bool = False
+) -> tuple[str, str, float]:
     """Draw two different models, each in proportion to its weight, in random order.
 
     Uniform when all weights are equal. Models with weight 0 are never drawn. Returns
-    (model_a, model_b, probability of the unordered pair).
+    (model_a, model_b, probability of the unordered pair). ``vision``: the candidates are the
+    vision models of a battle about an image (only the refusal's wording changes).
     """
     weights = {model: float(w) for model, w in candidates if w > 0}
     if len(weights) < 2:
+        if vision:
+            raise NotEnoughModels(
+                "A battle about an image needs at least two active vision models, and this arena has"
+                f" {len(weights)}; send the prompt without the image, or try again later."
+            )
         raise NotEnoughModels("The arena needs at least two active models for a battle.")
     names = list(weights)
     first = rng.choices(names, [weights[n] for n in names])[0]

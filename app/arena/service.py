@@ -11,14 +11,17 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from app.arena import battle_images as bi
+from app.arena.battle_images import Upload
 from app.arena.identity import flag_if_leaked
 from app.arena.limits import Throttle
 from app.arena.live import Event, LiveBattle, Side, Turn
 from app.arena.pairs import NotEnoughModels, draw_pair
-from app.engines.base import ChatMessage, Delta, EngineError, GenerationRequest
+from app.engines.base import ChatMessage, Delta, EngineError, GenerationRequest, Image
 from app.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
 from app.metrics import Metrics
 from app.rating.categories import battle_categories
@@ -27,6 +30,9 @@ from app.registry import generate
 from app.registry.core import Registry
 from app.store import battles as q
 from app.store.db import Store
+
+if TYPE_CHECKING:
+    from app.media.images import ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,7 @@ class Arena:
         self.live: OrderedDict[str, LiveBattle] = OrderedDict()
         self.on_vote: Callable[[], None] | None = None  # e.g. the leaderboard's cache bump
         self.throttle: Throttle | None = None  # the one rate limiter of generations (per client and model)
+        self.images: ImageStore | None = None  # sanitizes and stores uploaded images; None: no images
         self.identity_check = True  # flag anonymous battles whose answer names its own model
 
     def _admit(self, client: str, models: dict[str, str]) -> None:
@@ -81,9 +88,12 @@ class Arena:
 
     # -- starting battles and turns -----------------------------------------------------------
 
-    def eligible(self) -> list[tuple[str, float]]:
-        """Models an anonymous battle may draw: loaded, active, with their sampling weights."""
-        return [(e.id, e.spec.weight) for e in self.models.servable() if e.state == "active"]
+    def eligible(self, vision: bool = False) -> list[tuple[str, float]]:
+        """Models an anonymous battle may draw: loaded, active, with their sampling weights; a
+        battle about an image (``vision``) only vision models."""
+        return [
+            (e.id, e.spec.weight) for e in self.models.servable() if e.state == "active" and (not vision or bi.sees(e))
+        ]
 
     def _check_prompt(self, prompt: str) -> str:
         prompt = prompt.strip()
@@ -95,45 +105,79 @@ class Arena:
             raise Invalid("The prompt may not contain NUL bytes.")
         return prompt
 
-    async def _check_model(self, model_id: str) -> None:
+    async def _check_model(self, model_id: str, vision: bool = False) -> None:
         try:
-            await generate.resolve(self.models, model_id)
+            entry = await generate.resolve(self.models, model_id)
         except NotFound as exc:  # a model the visitor picked: their mistake, not a missing page
             raise Invalid(exc.message) from None
+        if vision and not bi.sees(entry):
+            raise Invalid(
+                f"The model `{model_id}` does not take images; pick a vision model, or send no image.",
+                param="models",
+                code="model_not_vision",
+            )
 
-    async def start(self, prompt: str, *, mode: str, voter_hash: str, models: list[str] | None = None) -> LiveBattle:
-        prompt = self._check_prompt(prompt)
+    async def _sides(self, mode: str, models: list[str] | None, vision: bool) -> tuple[dict[str, str], float]:
+        """The battle's models (side -> id) and the pair's probability; only vision models for
+        a battle about an image."""
         if mode == "anony":
             try:
-                a, b, prob = draw_pair(self.eligible(), self.rng)
+                a, b, prob = draw_pair(self.eligible(vision), self.rng, vision=vision)
             except NotEnoughModels as exc:
                 raise Unavailable(str(exc)) from None
-            sides = {"a": a, "b": b}
-        elif mode == "named":
+            return {"a": a, "b": b}, prob
+        if mode == "named":
             if not models or len(models) != 2 or models[0] == models[1]:
                 raise Invalid("Pick two different models.")
-            for m in models:
-                await self._check_model(m)
-            sides, prob = {"a": models[0], "b": models[1]}, 1.0
         elif mode == "direct":
             if not models or len(models) != 1:
                 raise Invalid("Pick one model.")
-            await self._check_model(models[0])
-            sides, prob = {"a": models[0]}, 1.0
         else:
             raise Invalid("mode must be anony, named or direct")
+        assert models is not None
+        for m in models:
+            await self._check_model(m, vision)
+        return dict(zip("ab", models, strict=False)), 1.0
+
+    async def start(
+        self,
+        prompt: str,
+        *,
+        mode: str,
+        voter_hash: str,
+        models: list[str] | None = None,
+        images: Sequence[Upload] = (),
+    ) -> LiveBattle:
+        """A new battle; ``images`` (raw bytes, declared type) go with the first prompt. Every
+        check runs before anything is stored: a refused battle leaves no row and no file."""
+        prompt = self._check_prompt(prompt)
+        bi.check_count(self.images, len(images))
+        sides, prob = await self._sides(mode, models, vision=bool(images))
+        checked = await bi.check_uploads(self.images, images)
         self._admit(voter_hash, sides)
         battle = LiveBattle(uuid.uuid4().hex, mode, sides)
+        await bi.save_files(self.images, checked)
         await self.store.write(
             q.create_battle(q.NewBattle(battle.id, mode, sides["a"], sides.get("b", ""), prob, voter_hash, prompt))
         )
         self._remember(battle)
-        await self._begin_turn(battle, prompt)
+        await self._begin_turn(battle, prompt, checked)
         return battle
 
-    async def add_turn(self, battle_id: str, prompt: str, *, client: str = "") -> LiveBattle:
+    async def add_turn(
+        self, battle_id: str, prompt: str, *, client: str = "", images: Sequence[Upload] = ()
+    ) -> LiveBattle:
         prompt = self._check_prompt(prompt)
         battle = await self.get(battle_id)
+        self._check_open(battle, len(images))
+        checked = await bi.check_uploads(self.images, images, battle.image_count)
+        self._check_open(battle, len(images))  # checking the image took a while: still open?
+        self._admit(client, battle.models)
+        await self._begin_turn(battle, prompt, checked)
+        return battle
+
+    def _check_open(self, battle: LiveBattle, images: int) -> None:
+        """The battle takes another turn (with ``images`` new images), or Conflict/Invalid."""
         if battle.voted:
             raise Conflict("This battle is over; start a new one.")
         if battle.interrupted:
@@ -144,29 +188,42 @@ class Arena:
             raise Conflict("Wait for both answers before sending the next prompt.")
         if len(battle.history) >= self.limits.max_turns:
             raise Conflict(f"A battle has at most {self.limits.max_turns} turns; start a new one.")
-        self._admit(client, battle.models)
-        await self._begin_turn(battle, prompt)
-        return battle
+        if images:
+            bi.check_count(self.images, images, battle.image_count)
+            if not all(m in self.models.entries and bi.sees(self.models.get(m)) for m in battle.models.values()):
+                who = "The model of this chat does" if battle.mode == "direct" else "The models of this battle do"
+                raise Invalid(
+                    f"{who} not take images; start a new one with the image.", param="images", code="model_not_vision"
+                )
 
-    async def _begin_turn(self, battle: LiveBattle, prompt: str) -> None:
+    async def _begin_turn(self, battle: LiveBattle, prompt: str, checked: Sequence[bi.Checked] = ()) -> None:
         number = len(battle.history) + 1
         turn = Turn(number, prompt, {s: Side(m) for s, m in battle.models.items()})
         # Current (and so busy) before the first await: a concurrent add_turn or vote gets 409.
         previous, battle.turn = battle.turn, turn
         try:
-            await self.store.write(q.add_prompt(battle.id, number, prompt))
+            await bi.save_files(self.images, checked)
+            await self.store.write(
+                q.add_prompt(battle.id, number, prompt, [(c.image, c.width, c.height) for c in checked])
+            )
         except BaseException:
             battle.turn = previous
             raise
+        if checked:
+            battle.images[number] = tuple(c.image.sha256 for c in checked)
         for side in turn.sides:
             turn.sides[side].task = asyncio.create_task(self._run_side(battle, turn, side))
 
-    def _conversation(self, battle: LiveBattle, side: str, prompt: str) -> list[ChatMessage]:
+    def _conversation(
+        self, battle: LiveBattle, side: str, prompt: str, images: dict[int, tuple[Image, ...]] | None = None
+    ) -> list[ChatMessage]:
+        """The side's conversation so far; each user message carries its turn's images."""
+        images = images or {}
         messages: list[ChatMessage] = []
-        for past_prompt, answers in battle.history:
-            messages.append(ChatMessage("user", past_prompt))
+        for number, (past_prompt, answers) in enumerate(battle.history, start=1):
+            messages.append(ChatMessage("user", past_prompt, images.get(number, ())))
             messages.append(ChatMessage("assistant", answers.get(side, "")))
-        messages.append(ChatMessage("user", prompt))
+        messages.append(ChatMessage("user", prompt, images.get(len(battle.history) + 1, ())))
         return messages
 
     async def _run_side(self, battle: LiveBattle, turn: Turn, side: str) -> None:
@@ -193,9 +250,10 @@ class Arena:
         state = turn.sides[side]
         entry = await generate.resolve(self.models, state.model)
         defaults = entry.spec.defaults
+        images = await bi.load_turns(self.images, battle.images)
         request = GenerationRequest(
             request_id=f"{battle.id}-{turn.number}-{side}",
-            messages=self._conversation(battle, side, turn.prompt),
+            messages=self._conversation(battle, side, turn.prompt, images),
             max_tokens=defaults.max_tokens,
             max_tokens_explicit=False,
             temperature=defaults.temperature,
@@ -325,7 +383,8 @@ class Arena:
         categories: list[str] = []
         if row:
             tokens = await q.first_prompt_tokens(self.store, battle_id)  # long prompt: the models' own count
-            categories = battle_categories(row["first_prompt"] or "", row["turns"], winner, tokens)
+            images = await q.get_battle_images(self.store, battle_id)
+            categories = battle_categories(row["first_prompt"] or "", row["turns"], winner, tokens, vision=bool(images))
         turns = row["turns"] if row else 0
         pair: tuple[str, str] = await self.store.write(q.record_vote(battle_id, winner, voter_hash, categories, turns))
         return pair
@@ -370,8 +429,17 @@ class Arena:
             else:
                 answers.setdefault(m["turn"], {})[m["side"]] = m["content"]
         battle.history = [(prompts[t], answers.get(t, {})) for t in sorted(prompts)]
+        battle.images = await q.get_battle_images(self.store, battle_id)
         self._remember(battle)
         return battle
+
+    async def image(self, battle_id: str, sha256: str, voter_hash: str, *, admin: bool = False) -> Image:
+        """An image of a battle, for the battle's own visitor or an admin. Anyone else gets
+        NotFound, as for an image that does not exist: its existence is not told."""
+        owner = await q.image_owner(self.store, battle_id, sha256)
+        if owner is None or self.images is None or not (admin or (owner and owner == voter_hash)):
+            raise NotFound("No such image.")
+        return await asyncio.to_thread(self.images.load, sha256)
 
     async def events(self, battle_id: str, resume: int | None = None) -> AsyncIterator[tuple[int | None, Event]]:
         """The current turn as (event id, event) pairs.

@@ -19,9 +19,17 @@ from app.rating.cells import aggregate_battles
 from app.rating.options import Options, VoteRows
 from app.store import migrations
 from app.store.battle_file import Columns, FullRow, LeanRow, Problems, read_battles
-from app.store.transfer import Report, TransferError, export_rows, import_rows, import_scores, valid_rows
+from app.store.transfer import (
+    Report,
+    TransferError,
+    export_rows,
+    image_hashes,
+    import_rows,
+    import_scores,
+    valid_rows,
+)
 
-DB_FLAGS = ["db", "models"]
+DB_FLAGS = ["db", "models", "image_dir"]
 
 
 def add_leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +172,9 @@ def add_battles_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preferences", type=Path, metavar="FILE", help="export: {prompt, chosen, rejected} JSONL from decisive votes."
     )
+    parser.add_argument(
+        "--images", type=Path, metavar="DIR", help="export: write the battles' image files into DIR (SHA256.png ...)."
+    )
 
 
 def cmd_battles(args: argparse.Namespace) -> int:
@@ -194,6 +205,31 @@ def cmd_battles(args: argparse.Namespace) -> int:
         else:
             json.dump(rows, f, ensure_ascii=False, indent=1)
     print(f"exported {len(rows)} battles to {args.file}")
+    if args.images is not None:
+        return _export_images(settings, image_hashes(rows), args.images)
+    return 0
+
+
+def _export_images(settings: Any, hashes: list[str], folder: Path) -> int:
+    """Copy the images the export names from the image store into ``folder`` as SHA256.EXT,
+    each checked against its hash; a missing one is reported and fails the command."""
+    from app.errors import DomainError
+    from app.media.images import FORMATS, ImageLimits, ImageStore
+
+    store = ImageStore(settings.image_dir or Path(f"{settings.db}.images"), ImageLimits())
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = []
+    for sha in hashes:
+        try:
+            image = store.load(sha)
+        except DomainError:
+            missing.append(sha)
+            continue
+        (folder / f"{sha}.{FORMATS[image.mime][1]}").write_bytes(image.data)
+    print(f"wrote {len(hashes) - len(missing)} images to {folder}")
+    if missing:
+        print(f"missing from the image store ({store.folder}): {', '.join(missing)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", default="", help="add (remote): the endpoint's /v1 URL")
     parser.add_argument("--remote-model", default="", help="add (remote): the model's name there")
     parser.add_argument("--api-key-env", default="", help="add (remote): env var holding the key")
+    parser.add_argument("--vision", action="store_true", help="add: the model takes images")
+    parser.add_argument("--mmproj", default="", help="add (llama.cpp vision): the multimodal projector GGUF")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +73,8 @@ def _spec_from(args: argparse.Namespace) -> ModelSpec:
             base_url=args.base_url,
             remote_model=args.remote_model,
             api_key_env=args.api_key_env,
+            vision=args.vision or bool(args.mmproj),
+            mmproj=args.mmproj,
         )
     except ValidationError as exc:
         raise CommandError(f"invalid model: {exc.errors(include_url=False)[0]['msg']}") from None
@@ -160,23 +164,19 @@ def _list(settings: Settings) -> int:
     with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):  # no server: list the files' view
         live = httpx.get(server + "/ready", timeout=2.0).json()["models"]
     states = {row["id"]: row["state"] for row in _stored(settings)}
-    rows = [("ID", "NAME", "ENGINE", "STATE", "LOADED")]
+    rows = [("ID", "NAME", "ENGINE", "VISION", "STATE", "LOADED")]
     for spec in merged_specs(settings):
         info = live.get(spec.id)
+        vision = "yes" if spec.vision else "no"
         if info:
-            rows.append((spec.id, spec.display_name, info["engine"], info["state"], "yes" if info["loaded"] else "no"))
+            loaded = "yes" if info["loaded"] else "no"
+            rows.append((spec.id, spec.display_name, info["engine"], vision, info["state"], loaded))
         else:
-            rows.append(
-                (
-                    spec.id,
-                    spec.display_name,
-                    resolve_kind(spec),
-                    states.get(spec.id, "active"),
-                    "no (server not running)",
-                )
-            )
+            state = states.get(spec.id, "active")
+            rows.append((spec.id, spec.display_name, resolve_kind(spec), vision, state, "no (server not running)"))
     for model_id, info in live.items():  # added at runtime and not yet in this database's view
         if model_id not in {r[0] for r in rows}:
-            rows.append((model_id, model_id, info["engine"], info["state"], "yes" if info["loaded"] else "no"))
+            vision = "yes" if info.get("vision") else "no"
+            rows.append((model_id, model_id, info["engine"], vision, info["state"], "yes" if info["loaded"] else "no"))
     print_table(rows)
     return 0

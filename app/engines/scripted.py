@@ -1,5 +1,8 @@
 """A scripted engine: replays queued replies word by word and records what it was asked.
 
+With ``vision`` it takes images, and ``{images}`` in a reply becomes the SHA-256 of each image
+the request carried, so a test can see which image arrived where.
+
 A first-class engine for orchestration tests (and for demos without weights); never the only
 test of a feature.
 """
@@ -35,7 +38,9 @@ class ScriptedEngine(Engine):
         max_context: int = 4096,
         parallel: int = 8,
         max_queue: int = 64,
+        vision: bool = False,
     ) -> None:
+        self.vision = vision  # takes images; a reply's "{images}" lists the hashes it was shown
         self.replies = list(replies or ["Hello from the scripted engine."])
         self.delay = delay
         self.fail_after = fail_after
@@ -63,6 +68,9 @@ class ScriptedEngine(Engine):
     async def _generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         self.requests.append(request)
         reply = self.replies[self._turn % len(self.replies)]
+        if "{images}" in reply:
+            shown = [image.sha256 for m in request.messages or [] for image in m.images]
+            reply = reply.replace("{images}", " ".join(shown) or "(no images)")
         self._turn += 1
         pieces = re.findall(r"\S+\s*|\s+", reply) or [""]
         prompt_tokens = sum(len(m.content.split()) for m in request.messages or []) or len(

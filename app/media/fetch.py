@@ -67,6 +67,8 @@ async def _body(reply: httpx.Response, max_bytes: int, param: str) -> bytes:
     async for chunk in reply.aiter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            raise Invalid(f"The image at the URL is larger than {max_bytes} bytes.", param=param, code="image_too_large")
+            raise Invalid(
+                f"The image at the URL is larger than {max_bytes} bytes.", param=param, code="image_too_large"
+            )
         chunks.append(chunk)
     return b"".join(chunks)

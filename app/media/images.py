@@ -119,9 +119,7 @@ class ImageStore:
             raise Invalid("The file is not a PNG, JPEG or WebP image.", param=param, code="invalid_image")
         declared = normal_mime(declared_mime)
         if declared not in UNDECLARED and declared != mime:
-            raise Invalid(
-                f"The file was sent as {declared} but is {mime}.", param=param, code="image_type_mismatch"
-            )
+            raise Invalid(f"The file was sent as {declared} but is {mime}.", param=param, code="image_type_mismatch")
         return mime
 
     def _decode(self, raw: bytes, fmt: str, param: str) -> PILImage.Image:

@@ -6,11 +6,12 @@ fields (accepted, and logged by the route).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.engines.base import ChatMessage
+from app.engines.base import ChatMessage, Image
 from app.errors import Invalid, validated
 
 
@@ -23,9 +24,19 @@ class TextPart(_Lenient):
     text: str
 
 
+class ImageURL(_Lenient):
+    url: str = Field(description="A data: URL (data:image/png;base64,...); https only from allowed domains.")
+    detail: Literal["auto", "low", "high"] | None = None  # accepted; every image is resized the same way
+
+
+class ImagePart(_Lenient):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
 class Message(_Lenient):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    content: str | list[TextPart | ImagePart] | None = None
     name: str | None = None
 
     def text(self) -> str:
@@ -33,7 +44,13 @@ class Message(_Lenient):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    def image_urls(self) -> list[tuple[int, str]]:
+        """(part index, URL) of each image part, in order."""
+        if not isinstance(self.content, list):
+            return []
+        return [(j, part.image_url.url) for j, part in enumerate(self.content) if isinstance(part, ImagePart)]
 
 
 class StreamOptions(_Lenient):
@@ -73,8 +90,15 @@ class ChatCompletionRequest(_Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, gt=0)
 
-    def chat_messages(self) -> list[ChatMessage]:
-        return [ChatMessage(m.role, m.text()) for m in self.messages]
+    def chat_messages(self, images: Mapping[int, tuple[Image, ...]] | None = None) -> list[ChatMessage]:
+        """The conversation for an engine; ``images`` holds the cleaned images by message index
+        (see :mod:`app.openai.images`, which makes them from :meth:`image_urls`)."""
+        images = images or {}
+        return [ChatMessage(m.role, m.text(), images.get(i, ())) for i, m in enumerate(self.messages)]
+
+    def image_urls(self) -> list[tuple[int, int, str]]:
+        """(message index, part index, URL) of every image part in the conversation."""
+        return [(i, j, url) for i, m in enumerate(self.messages) for j, url in m.image_urls()]
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

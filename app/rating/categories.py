@@ -10,7 +10,8 @@ Categories (names as used by the leaderboard):
   stored (an import without one) it is estimated as characters / 4;
 - "coding": a plain heuristic: code fences or code-shaped lines, or a programming
   language name or term (see `is_coding`);
-- "no_ties": battles not ending in a tie of either kind.
+- "no_ties": battles not ending in a tie of either kind;
+- "vision": battles about an image (at least one turn carried one).
 Each category gets its own fit (see `leaderboard.leaderboards_by_category`).
 """
 
@@ -63,6 +64,7 @@ class BattleMeta:
     turns: int = 1
     prompt: str = ""
     prompt_tokens: int | None = None
+    vision: bool = False  # the conversation carried an image
 
 
 def is_multi_turn(turns: int) -> bool:
@@ -108,14 +110,23 @@ def categories_for(meta: BattleMeta) -> tuple[str, ...]:
         out.append("coding")
     if not is_tie(meta.winner):
         out.append("no_ties")
+    if meta.vision:
+        out.append("vision")
     return tuple(out)
 
 
 def battle_categories(
-    first_prompt: str, turns: int, winner: str, prompt_tokens: int | None = None, *, language: str | None = None
+    first_prompt: str,
+    turns: int,
+    winner: str,
+    prompt_tokens: int | None = None,
+    *,
+    language: str | None = None,
+    vision: bool = False,
 ) -> list[str]:
     """The categories of one vote; the language is guessed from the first prompt unless given
-    (an import's name is mapped to its code). ``prompt_tokens``: the first prompt's stored count."""
+    (an import's name is mapped to its code). ``prompt_tokens``: the first prompt's stored count;
+    ``vision``: the battle carried an image."""
     code = language_code(language) if language else detect_language(first_prompt)
     meta = BattleMeta(
         winner,
@@ -123,6 +134,7 @@ def battle_categories(
         turns=turns,
         prompt=first_prompt,
         prompt_tokens=prompt_tokens,
+        vision=vision,
     )
     return list(categories_for(meta))
 
@@ -139,6 +151,7 @@ def category_predicate(category: str) -> Callable[[BattleMeta], bool]:
         "long_prompt": lambda m: is_long_prompt(m.prompt, m.prompt_tokens),
         "coding": lambda m: is_coding(m.prompt),
         "no_ties": lambda m: not is_tie(m.winner),
+        "vision": lambda m: m.vision,
     }
     return tests.get(category, lambda m: category in categories_for(m))
 

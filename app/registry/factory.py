@@ -139,7 +139,7 @@ class EngineFactory:
     async def build(self, spec: ModelSpec, path: str, n_ctx: int) -> Engine:
         kind = resolve_kind(spec)
         if kind == "scripted":
-            return ScriptedEngine(spec.script or None, max_context=spec.context_length)
+            return ScriptedEngine(spec.script or None, max_context=spec.context_length, vision=spec.vision)
         if kind == "llama.cpp":
             return await self._llamacpp(spec, path, n_ctx)
         if kind == "transformers":

@@ -1,6 +1,8 @@
 """The JSON arena API under /api/v1: battles for scripts, bots and private-arena tooling.
 
 Same rules as the pages; the models of an anonymous battle are named only after the vote.
+Images go in the JSON body as base64 ``data:`` URLs (``images``), so the body stays JSON and the
+API keeps its one media type; a battle's turns list their images' hashes and URLs.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from litestar.params import FromPath
 from litestar.response import Stream
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.arena.battle_images import Upload
 from app.arena.live import Event, LiveBattle
 from app.arena.service import Arena
 from app.errors import validated
+from app.media.images import decode_data_url
 from app.openai.stream import sse
 from app.routes.common import limit, visitor
 from app.routes.errors import APIError
@@ -29,16 +33,24 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+IMAGES_FIELD: Any = Field(
+    default_factory=list,
+    description="Images for this prompt, as base64 data URLs (data:image/png;base64,...): PNG, JPEG or WebP.",
+)
+
+
 class NewBattleBody(_Body):
     prompt: str
     mode: Literal["anony", "named"] = "anony"
     models: list[str] | None = None
     wait: bool = False
+    images: list[str] = IMAGES_FIELD
 
 
 class MessageBody(_Body):
     prompt: str
     wait: bool = False
+    images: list[str] = IMAGES_FIELD
 
 
 class VoteBody(_Body):
@@ -56,11 +68,25 @@ async def _json_body(request: Request[Any, Any, Any]) -> bytes:
     return await request.body()
 
 
+def _uploads(arena: Arena, urls: list[str]) -> list[Upload]:
+    """The body's data URLs as (bytes, declared type); one too large is refused before decoding."""
+    max_bytes = arena.images.limits.max_bytes if arena.images is not None else None
+    uploads: list[Upload] = []
+    for index, url in enumerate(urls):
+        mime, data = decode_data_url(url, param=f"images[{index}]", max_bytes=max_bytes)
+        uploads.append((data, mime))
+    return uploads
+
+
 def _turns(battle: LiveBattle) -> list[dict[str, Any]]:
     turns: list[dict[str, Any]] = []
     for number, (_prompt, answers) in enumerate(battle.history, start=1):
         current = battle.turn if battle.turn is not None and battle.turn.number == number else None
         row: dict[str, Any] = {}
+        if battle.images.get(number):
+            row["images"] = [
+                {"sha256": sha, "url": f"/battle/{battle.id}/images/{sha}"} for sha in battle.images[number]
+            ]
         for side in battle.sides:
             state = current.sides[side] if current is not None else None
             row[side] = {
@@ -86,7 +112,8 @@ async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[s
     ip, voter = visitor(request, state)
     limit(state, "battle", ip)
     arena: Arena = state.arena
-    battle = await arena.start(body.prompt, mode=body.mode, voter_hash=voter, models=body.models)
+    images = _uploads(arena, body.images)
+    battle = await arena.start(body.prompt, mode=body.mode, voter_hash=voter, models=body.models, images=images)
     return await _started(arena, battle, body.wait, id=battle.id)
 
 
@@ -94,7 +121,8 @@ async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[s
 async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     body = validated(MessageBody, await _json_body(request))
     arena: Arena = state.arena
-    battle = await arena.add_turn(battle_id, body.prompt, client=visitor(request, state)[1])
+    images = _uploads(arena, body.images)
+    battle = await arena.add_turn(battle_id, body.prompt, client=visitor(request, state)[1], images=images)
     return await _started(arena, battle, body.wait, id=battle.id, turn=len(battle.history) + 1)
 
 

@@ -14,7 +14,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Stream
 
 from app.engines.base import GenerationRequest
-from app.openai import schema
+from app.openai import images, schema
 from app.openai.stream import Completion, finish_reason, stream_events
 from app.registry import generate
 from app.registry.core import ModelEntry
@@ -110,7 +110,8 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     _log_unknown(req)
     entry = await generate.resolve(state.models, req.model)
     _admit(request, state, entry)
-    gen = _generation(req, entry, req.token_limit(), messages=req.chat_messages())
+    messages = await images.conversation(req, entry, state.images, state.settings.image_url_domains)
+    gen = _generation(req, entry, req.token_limit(), messages=messages)
     return await _respond(state, req, gen, chat=True)
 
 

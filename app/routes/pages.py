@@ -11,13 +11,15 @@ from typing import Any
 
 from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
+from litestar.datastructures import State, UploadFile
 from litestar.params import FromPath
 from litestar.response import Stream, Template
 
+from app.arena.battle_images import Upload
 from app.arena.live import Event, LiveBattle
 from app.arena.service import Arena
 from app.errors import Invalid
+from app.routes.admin import is_admin
 from app.routes.arena_api import SSE_HEADERS, last_event_id
 from app.routes.common import limit, visitor
 from app.web.render import stream_text
@@ -26,7 +28,21 @@ from app.web.views import environment, fragment, page
 
 
 def _screen(state: State, mode: str, battle: LiveBattle | None) -> ArenaScreen:
-    return arena_screen(mode, battle, state.models, state.arena.limits)
+    images = state.arena.images
+    per_conversation, max_bytes = (images.limits.per_conversation, images.limits.max_bytes) if images else (0, 0)
+    return arena_screen(mode, battle, state.models, state.arena.limits, per_conversation, max_bytes)
+
+
+async def _uploads(form: Any) -> list[Upload]:
+    """The form's ``image`` files (raw bytes and the browser's declared type); an empty file
+    input (nothing picked) is no image."""
+    uploads: list[Upload] = []
+    for item in form.getall("image") if "image" in form else []:
+        if isinstance(item, UploadFile):
+            data = await item.read()
+            if data or item.filename:
+                uploads.append((data, item.content_type))
+    return uploads
 
 
 def _page(state: State, mode: str, battle: LiveBattle | None) -> Template:
@@ -67,7 +83,8 @@ async def start_battle(request: Request[Any, Any, Any], state: State) -> HTMXBlo
     limit(state, "battle", ip)
     models = [str(m) for m in form.getall("models")] if "models" in form else None
     mode, prompt = str(form.get("mode") or "anony"), str(form.get("prompt") or "")
-    battle = await state.arena.start(prompt, mode=mode, voter_hash=voter, models=models)
+    images = await _uploads(form)
+    battle = await state.arena.start(prompt, mode=mode, voter_hash=voter, models=models, images=images)
     return _arena_block(state, battle)
 
 
@@ -75,8 +92,28 @@ async def start_battle(request: Request[Any, Any, Any], state: State) -> HTMXBlo
 async def next_turn(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> HTMXBlockTemplate:
     form = await request.form()
     client = visitor(request, state)[1]
-    battle = await state.arena.add_turn(battle_id, str(form.get("prompt") or ""), client=client)
+    images = await _uploads(form)
+    battle = await state.arena.add_turn(battle_id, str(form.get("prompt") or ""), client=client, images=images)
     return _arena_block(state, battle)
+
+
+IMAGE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'",
+    "Cache-Control": "private, max-age=86400",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+@get("/battle/{battle_id:str}/images/{sha256:str}")
+async def battle_image(
+    battle_id: FromPath[str], sha256: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[bytes]:
+    """An image of a battle, only for the visitor who started it and for admins; anyone else
+    gets the same 404 as for an image that does not exist."""
+    voter = visitor(request, state)[1]
+    image = await state.arena.image(battle_id, sha256, voter, admin=is_admin(request))
+    return Response(image.data, media_type=image.mime, headers=IMAGE_HEADERS)
 
 
 @post("/battle/{battle_id:str}/stop", status_code=200)
@@ -157,6 +194,7 @@ route_handlers = [
     show_battle,
     start_battle,
     next_turn,
+    battle_image,
     stop,
     regenerate,
     vote,

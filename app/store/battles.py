@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import Conflict, Invalid, NotFound
 from app.store.db import Store
+from app.store.images import StoredImage, record_image
 from app.store.migrations import STYLE_COLUMNS
 
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
@@ -46,13 +48,21 @@ def create_battle(battle: NewBattle) -> Any:
     return write
 
 
-def add_prompt(battle_id: str, turn: int, content: str) -> Any:
+def add_prompt(battle_id: str, turn: int, content: str, images: Sequence[tuple[StoredImage, int, int]] = ()) -> Any:
+    """A turn's prompt, with the images it carries: (image, width, height), files already saved."""
+
     def write(conn: sqlite3.Connection) -> None:
         conn.execute(
             "INSERT INTO messages (battle_id, side, turn, role, content, created) VALUES (?, '', ?, 'user', ?, ?)",
             (battle_id, turn, content, time.time()),
         )
         conn.execute("UPDATE battles SET turns = ? WHERE id = ?", (turn, battle_id))
+        for position, (image, width, height) in enumerate(images):
+            record_image(image, width, height)(conn)
+            conn.execute(
+                "INSERT INTO battle_images (battle_id, turn, position, sha256) VALUES (?, ?, ?, ?)",
+                (battle_id, turn, position, image.sha256),
+            )
 
     return write
 
@@ -259,3 +269,25 @@ async def first_prompt_tokens(store: Store, battle_id: str) -> int | None:
         (battle_id,),
     )
     return int(row[0]) if row is not None and row[0] is not None else None
+
+
+async def get_battle_images(store: Store, battle_id: str) -> dict[int, tuple[str, ...]]:
+    """A battle's images: turn number -> the sha256 of each, in order."""
+    rows = await store.fetchall(
+        "SELECT turn, sha256 FROM battle_images WHERE battle_id = ? ORDER BY turn, position", (battle_id,)
+    )
+    out: dict[int, tuple[str, ...]] = {}
+    for row in rows:
+        out[row["turn"]] = (*out.get(row["turn"], ()), row["sha256"])
+    return out
+
+
+async def image_owner(store: Store, battle_id: str, sha256: str) -> str | None:
+    """The voter hash of the battle that holds this image, or None when it holds no such image
+    ("" for an imported battle: nobody's)."""
+    row = await store.fetchone(
+        "SELECT b.voter_hash FROM battle_images i JOIN battles b ON b.id = i.battle_id"
+        " WHERE i.battle_id = ? AND i.sha256 = ? LIMIT 1",
+        (battle_id, sha256),
+    )
+    return str(row[0] or "") if row is not None else None

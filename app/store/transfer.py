@@ -2,7 +2,9 @@
 
 A row holds ``model_a``, ``model_b`` and ``winner``, and optionally ``anony``, ``language``,
 ``turn``, ``tstamp`` and ``conversation_a``/``conversation_b`` (lists of role/content messages).
-Other fields are kept and written back on export, so a round trip loses nothing.
+Other fields are kept and written back on export, so a round trip loses nothing. On export, a
+user message that carried images lists their SHA-256 hashes in ``images`` (the files themselves
+are written by ``arena battles export --images DIR``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,10 +230,14 @@ def export_rows(conn: sqlite3.Connection, *, include_named: bool = False) -> Ite
         messages = conn.execute(
             "SELECT side, turn, role, content FROM messages WHERE battle_id = ? ORDER BY turn, id", (battle["id"],)
         ).fetchall()
-        conversations: dict[str, list[dict[str, str]]] = {"a": [], "b": []}
+        images = _turn_images(conn, battle["id"])
+        conversations: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
         for m in messages:
+            message: dict[str, Any] = {"role": m["role"], "content": m["content"]}
+            if m["side"] == "" and images.get(m["turn"]):
+                message["images"] = images[m["turn"]]
             for side in ("a", "b") if m["side"] == "" else (m["side"],):
-                conversations[side].append({"role": m["role"], "content": m["content"]})
+                conversations[side].append(dict(message))
         stored = json.loads(battle["meta"]) if battle["meta"] else {}
         language = next(
             (c.split(":", 1)[1] for c in (battle["categories"] or "").split() if c.startswith("language:")), None
@@ -251,6 +257,27 @@ def export_rows(conn: sqlite3.Connection, *, include_named: bool = False) -> Ite
         if messages:
             row["conversation_a"], row["conversation_b"] = conversations["a"], conversations["b"]
         yield row
+
+
+def _turn_images(conn: sqlite3.Connection, battle_id: str) -> dict[int, list[str]]:
+    """turn -> the sha256 of each image its prompt carried, in order."""
+    out: dict[int, list[str]] = {}
+    rows = conn.execute(
+        "SELECT turn, sha256 FROM battle_images WHERE battle_id = ? ORDER BY turn, position", (battle_id,)
+    ).fetchall()
+    for turn, sha in rows:
+        out.setdefault(turn, []).append(sha)
+    return out
+
+
+def image_hashes(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """Every image hash the exported rows name, once each, in order."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for message in row.get("conversation_a") or []:
+            for sha in message.get("images") or []:
+                seen.setdefault(sha, None)
+    return list(seen)
 
 
 def import_scores(conn: sqlite3.Connection, path: Path) -> tuple[int, list[tuple[int, str]]]:

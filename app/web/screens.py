@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from app.arena.battle_images import sees
 from app.arena.live import LiveBattle
 from app.arena.service import Limits
 from app.registry.core import ModelEntry, Registry
@@ -30,6 +31,17 @@ class ModelChoice:
 
     id: str
     name: str
+    vision: bool = False  # takes images
+
+
+@dataclass(frozen=True)
+class ImageUpload:
+    """The image picker of a prompt form: how many images the next prompt may carry (0: no
+    picker) and the size limit, as hints; the server checks both again."""
+
+    slots: int = 0
+    max_bytes: int = 0
+    accept: str = "image/png,image/jpeg,image/webp"
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,7 @@ class BattleView:
     new_url: str
     max_turns: int
     max_prompt_chars: int
+    upload: ImageUpload = field(default_factory=ImageUpload)
 
 
 @dataclass(frozen=True)
@@ -58,19 +71,46 @@ def display_names(models: Registry) -> dict[str, str]:
     return {e.id: e.spec.display_name for e in models.all()}
 
 
-def battle_view(battle: LiveBattle | None, mode: str, names: Mapping[str, str], limits: Limits) -> BattleView:
+def battle_view(
+    battle: LiveBattle | None,
+    mode: str,
+    names: Mapping[str, str],
+    limits: Limits,
+    upload: ImageUpload | None = None,
+) -> BattleView:
     """The models are named once the vote is in, or from the start outside anonymous battles."""
     reveal: dict[str, str] = {}
     if battle is not None and (battle.voted or battle.mode != "anony"):
         reveal = {side: names.get(model_id, model_id) for side, model_id in battle.models.items()}
-    return BattleView(reveal, ARENA_SCREENS[mode][2], limits.max_turns, limits.max_prompt_chars)
+    return BattleView(
+        reveal, ARENA_SCREENS[mode][2], limits.max_turns, limits.max_prompt_chars, upload or ImageUpload()
+    )
 
 
-def arena_screen(mode: str, battle: LiveBattle | None, models: Registry, limits: Limits) -> ArenaScreen:
-    """A start page (no battle yet) or one battle, for the screen of ``mode``."""
+def image_upload(battle: LiveBattle | None, models: Registry, per_conversation: int, max_bytes: int) -> ImageUpload:
+    """A start form may take ``per_conversation`` images; a follow-up what is left of them, and
+    only when every model of the battle takes images."""
+    slots = per_conversation
+    if battle is not None:
+        seeing = all(m in models.entries and sees(models.get(m)) for m in battle.models.values())
+        slots = per_conversation - battle.image_count if seeing else 0
+    return ImageUpload(max(0, slots), max_bytes)
+
+
+def arena_screen(
+    mode: str,
+    battle: LiveBattle | None,
+    models: Registry,
+    limits: Limits,
+    images_per_conversation: int = 0,
+    image_max_bytes: int = 0,
+) -> ArenaScreen:
+    """A start page (no battle yet) or one battle, for the screen of ``mode``; the image picker
+    shows when the arena takes images (``images_per_conversation`` > 0)."""
     template, nav, _ = ARENA_SCREENS[mode]
-    choices = [ModelChoice(e.id, e.spec.display_name) for e in models.servable() if e.state != "down"]
-    view = battle_view(battle, mode, display_names(models), limits)
+    choices = [ModelChoice(e.id, e.spec.display_name, sees(e)) for e in models.servable() if e.state != "down"]
+    upload = image_upload(battle, models, images_per_conversation, image_max_bytes)
+    view = battle_view(battle, mode, display_names(models), limits, upload)
     return ArenaScreen(template, nav, mode, battle, view, choices)
 
 
@@ -90,6 +130,7 @@ class ModelRow:
     tokens_per_second: float
     errors: int
     actions: list[str]
+    vision: bool = False  # takes images (models file and engine)
 
 
 @dataclass(frozen=True)
@@ -121,6 +162,7 @@ def model_row(entry: ModelEntry) -> ModelRow:
         d["tokens_per_second"],
         d["errors"],
         actions,
+        sees(entry),
     )
 
 

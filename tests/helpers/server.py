@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import httpx
@@ -16,10 +17,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def scripted_models_toml(replies: dict[str, list[str]]) -> str:
+def scripted_models_toml(replies: dict[str, list[str]], vision: Collection[str] = ()) -> str:
+    """A models file of scripted models; those named in ``vision`` take images (``vision = true``)."""
     blocks = []
     for model_id, script in replies.items():
         quoted = ", ".join(json.dumps(s) for s in script)  # JSON strings are TOML basic strings
+        sees = "true" if model_id in vision else "false"
         blocks.append(
             textwrap.dedent(
                 f"""
@@ -28,6 +31,7 @@ def scripted_models_toml(replies: dict[str, list[str]]) -> str:
                 name = "Scripted {model_id}"
                 engine = "scripted"
                 context_length = 64
+                vision = {sees}
                 script = [{quoted}]
                 metadata = {{ organization = "Test Org", license = "MIT" }}
                 """
