@@ -29,6 +29,7 @@ from app.engines.llamacpp import CpuBudget
 from app.engines.llamacpp_check import check_gguf
 from app.media.images import ImageLimits, ImageStore
 from app.metrics import Metrics
+from app.moderation import service as moderation
 from app.registry.core import Registry
 from app.registry.factory import MB, memory_total
 from app.registry.spec import ModelSpec, check_api_key_env, load_models
@@ -92,6 +93,7 @@ def _state(settings: Settings) -> State:
     arena = Arena(registry, store, metrics, limits)
     arena.on_vote = board.bump
     arena.throttle = throttle
+    arena.moderation = moderator = moderation.from_settings(settings, store, registry, metrics)
     arena.identity_check = settings.identity_check
     arena.images = images = image_store(settings)
     return State(
@@ -104,6 +106,7 @@ def _state(settings: Settings) -> State:
             "arena": arena,
             "leaderboard": board,
             "throttle": throttle,
+            "moderation": moderator,
             "images": images,
         }
     )
@@ -132,6 +135,7 @@ def _lifespan(state: State, specs: list[ModelSpec], csrf: CSRFConfig) -> Any:
                 yield
         finally:
             await state.arena.close()
+            await state.moderation.close()
             await state.models.close()
             await state.store.close()
 
@@ -144,6 +148,7 @@ def create_app(settings: Settings) -> Litestar:
     specs = load_models(settings.models)
     for spec in specs:
         check_api_key_env(spec, settings.remote_env_prefix)
+    moderation.check_model(settings, specs)
     state = _state(settings)
     # Until the lifespan reads the database's own secret, a throwaway one (never used to serve).
     csrf = CSRFConfig(

@@ -91,6 +91,50 @@ class Settings(BaseModel):
         default_factory=list,
         description="Domains /v1 may fetch https image URLs from (exact hosts); empty refuses every remote URL.",
     )
+    moderation: list[str] = Field(
+        default_factory=list,
+        description="Content checks every prompt and image passes before generation, in order: words, model, "
+        "remote (repeat the flag, or comma-separate in env); off when empty.",
+    )
+    moderation_words: list[str] = Field(
+        default_factory=list,
+        description="Blocked words or phrases for the words check (whole words, any case; 're:' starts a regex).",
+    )
+    moderation_words_file: Path | None = Field(
+        None, description="A file of blocked words for the words check: one a line, '#' comments, 're:' regexes."
+    )
+    moderation_model: str = Field(
+        "", description="The model the model check asks (an id of the models file; give it weight = 0)."
+    )
+    moderation_prompt: Path | None = Field(
+        None,
+        description="The model check's prompt template ({prompt} is the text); re-read when edited. "
+        "The shipped app/moderation/prompt.txt when unset.",
+    )
+    moderation_url: str = Field(
+        "", description="Base URL of an OpenAI-style moderation API for the remote check (POST URL/moderations)."
+    )
+    moderation_remote_model: str = Field(
+        "omni-moderation-latest", description="Model name sent to the remote moderation API."
+    )
+    moderation_key_env: str = Field(
+        "", description="Environment variable with the remote moderation API key; must start with --remote-env-prefix."
+    )
+    moderation_timeout: float = Field(10.0, gt=0, description="Seconds the model or remote check may take.")
+    moderation_fail_open: bool = Field(
+        False,
+        description="Let a prompt through when a check fails or its answer does not parse; by default it is "
+        "refused (503) and nothing is generated.",
+    )
+
+    @field_validator("moderation")
+    @classmethod
+    def _moderation(cls, value: list[str]) -> list[str]:
+        kinds = [v.strip().lower() for v in value if v.strip()]
+        unknown = [k for k in kinds if k not in MODERATION_KINDS]
+        if unknown:
+            raise ValueError(f"unknown check {unknown[0]!r}; the checks are {', '.join(MODERATION_KINDS)}")
+        return list(dict.fromkeys(kinds))
 
     @field_validator("battle_rate", "vote_rate", "generation_rate", "model_rate", "login_rate")
     @classmethod
@@ -107,6 +151,7 @@ class Settings(BaseModel):
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MODERATION_KINDS = ("words", "model", "remote")
 
 
 def parse_rate(spec: str) -> tuple[int, float]:

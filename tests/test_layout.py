@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "app.web": 5,
     "app.openai": 5,
     "app.arena": 4,
+    "app.moderation": 3.5,  # between: the arena and /v1 call it; it asks a model through the registry
     "app.registry": 3,
     "app.media": 3,  # images checked and stored by hash: over the engines' Image, under arena and routes
     "app.engines": 2,

@@ -24,6 +24,8 @@ from app.arena.pairs import NotEnoughModels, draw_pair
 from app.engines.base import ChatMessage, Delta, EngineError, GenerationRequest, Image
 from app.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
 from app.metrics import Metrics
+from app.moderation.log import Origin
+from app.moderation.service import Moderator
 from app.rating.categories import battle_categories
 from app.rating.style import style_features
 from app.registry import generate
@@ -80,6 +82,7 @@ class Arena:
         self.throttle: Throttle | None = None  # the one rate limiter of generations (per client and model)
         self.images: ImageStore | None = None  # sanitizes and stores uploaded images; None: no images
         self.identity_check = True  # flag anonymous battles whose answer names its own model
+        self.moderation: Moderator | None = None  # the content check every prompt and image passes first
 
     def _admit(self, client: str, models: dict[str, str]) -> None:
         """Count a generation per side against ``client``'s limits, or raise RateLimited."""
@@ -155,6 +158,7 @@ class Arena:
         sides, prob = await self._sides(mode, models, vision=bool(images))
         checked = await bi.check_uploads(self.images, images)
         self._admit(voter_hash, sides)
+        await self._moderate(prompt, checked, Origin("battle", voter_hash=voter_hash, model=" ".join(sides.values())))
         battle = LiveBattle(uuid.uuid4().hex, mode, sides)
         await bi.save_files(self.images, checked)
         await self.store.write(
@@ -171,10 +175,17 @@ class Arena:
         battle = await self.get(battle_id)
         self._check_open(battle, len(images))
         checked = await bi.check_uploads(self.images, images, battle.image_count)
+        await self._moderate(prompt, checked, Origin("battle", battle.id, client, " ".join(battle.models.values())))
         self._check_open(battle, len(images))  # checking the image took a while: still open?
         self._admit(client, battle.models)
         await self._begin_turn(battle, prompt, checked)
         return battle
+
+    async def _moderate(self, prompt: str, checked: Sequence[bi.Checked], origin: Origin) -> None:
+        """The content check (:mod:`app.moderation`) on the prompt and its images, before anything
+        is stored or generated: a blocked prompt is an Invalid (content_policy_violation)."""
+        if self.moderation is not None:
+            await self.moderation.check([prompt], [c.image for c in checked], origin, param="prompt")
 
     def _check_open(self, battle: LiveBattle, images: int) -> None:
         """The battle takes another turn (with ``images`` new images), or Conflict/Invalid."""

@@ -59,7 +59,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], list[str], str]] 
     "serve": (cmd_serve, SERVE_FLAGS, "Start the server."),
     "models": (cli_models.run, cli_models.FLAGS, "List models, or add, remove, pause or resume one."),
     "leaderboard": (cli_data.cmd_leaderboard, cli_data.DB_FLAGS, "Print the leaderboard."),
-    "battles": (cli_data.cmd_battles, cli_data.DB_FLAGS, "Import or export battles (FastChat format)."),
+    "battles": (cli_data.cmd_battles, cli_data.DB_FLAGS, "Import or export battles (FastChat format), or flag one."),
     "scores": (cli_data.cmd_scores, cli_data.DB_FLAGS, "Import benchmark scores from a CSV file."),
     "doctor": (cli_doctor.run, cli_doctor.FLAGS, "Check the llama.cpp engine build on this CPU and the models."),
     "train": (cli_train.run, cli_train.FLAGS, cli_train.HELP),

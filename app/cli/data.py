@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.arena.leaderboard import COUNTS_SQL, VOTES_SQL, counts_from_rows, fitted_json, votes_from_rows, votes_per_model
+from app.cli import moderation as cli_moderation
 from app.cli.common import CommandError, print_table, settings_from
 from app.errors import Invalid
 from app.rating.board import BoardData, Query, check_anchor, fit_board, make_query
@@ -166,8 +167,8 @@ def _print_board(out: dict[str, Any], fmt: str) -> None:
 
 
 def add_battles_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("import", "export"))
-    parser.add_argument("file", type=Path, nargs="?")
+    parser.add_argument("action", choices=("import", "export", "flag"))
+    parser.add_argument("file", type=Path, nargs="?", help="The battle file (import, export), or the battle ID (flag).")
     parser.add_argument("--all", action="store_true", help="export: named (side-by-side) battles too.")
     parser.add_argument(
         "--preferences", type=Path, metavar="FILE", help="export: {prompt, chosen, rejected} JSONL from decisive votes."
@@ -175,6 +176,7 @@ def add_battles_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--images", type=Path, metavar="DIR", help="export: write the battles' image files into DIR (SHA256.png ...)."
     )
+    cli_moderation.add_flag_arguments(parser)
 
 
 def cmd_battles(args: argparse.Namespace) -> int:
@@ -187,6 +189,9 @@ def cmd_battles(args: argparse.Namespace) -> int:
         return 0
     if args.file is None:
         raise CommandError(f"battles {args.action}: give a FILE (export also takes --preferences FILE)")
+    if args.action == "flag":
+        print(cli_moderation.flag(str(args.file), args.reason, args.note, settings))
+        return 0
     if args.action == "import":
         report = Report()
         try:

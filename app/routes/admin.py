@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.connection import ASGIConnection
@@ -22,8 +22,10 @@ from litestar.middleware.csrf import generate_csrf_hash
 from litestar.params import FromPath
 from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import DomainError, Invalid, NotFound, validated
+from app.moderation.log import flag_afterwards
 from app.registry.core import Registry, UnknownModel
 from app.registry.spec import ModelSpec, check_api_key_env
 from app.routes.common import limit, visitor
@@ -190,9 +192,26 @@ async def model_action(model_id: FromPath[str], action: FromPath[str], state: St
     return entry.describe()
 
 
+class FlagBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    reason: Literal["moderation", "identity"] = Field("moderation", description="Why the battle is flagged.")
+    note: str = Field("", max_length=500, description="Free text for the moderation log.")
+
+
+@post("/battles/{battle_id:str}/flag", status_code=200, operation_class=json_body(FlagBody))
+async def flag_battle(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+    """Flag a battle afterwards: its vote leaves the default board (logged in moderation_log)."""
+    body = validated(FlagBody, await request.body() or b"{}")
+    changed = await state.store.write(flag_afterwards(battle_id, body.reason, "admin", body.note))
+    if changed:
+        state.leaderboard.bump()
+    row = await state.store.fetchone("SELECT flags FROM battles WHERE id = ?", (battle_id,))
+    return {"id": battle_id, "flags": (row["flags"] if row else "").split(), "changed": changed}
+
+
 api_router = Router(
     path="/api/v1/admin",
-    route_handlers=[list_models, get_model, add_model, edit_model, remove_model, model_action],
+    route_handlers=[list_models, get_model, add_model, edit_model, remove_model, model_action, flag_battle],
     guards=[api_guard],
 )
 

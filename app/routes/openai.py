@@ -14,6 +14,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Stream
 
 from app.engines.base import GenerationRequest
+from app.moderation.log import Origin
 from app.openai import images, schema
 from app.openai.stream import Completion, finish_reason, stream_events
 from app.registry import generate
@@ -90,6 +91,11 @@ def _admit(request: Request[Any, Any, Any], state: State, entry: ModelEntry) -> 
     state.throttle.admit(visitor(request, state)[1], [entry.id])
 
 
+def _origin(request: Request[Any, Any, Any], state: State, entry: ModelEntry) -> Origin:
+    """Who sent a /v1 prompt, for the moderation log."""
+    return Origin("v1", voter_hash=visitor(request, state)[1], model=entry.id)
+
+
 def _generation(req: schema._Sampling, entry: ModelEntry, max_tokens: int | None, **kw: Any) -> GenerationRequest:
     filled = generate.request_defaults(entry, temperature=req.temperature, top_p=req.top_p, max_tokens=max_tokens)
     return GenerationRequest(
@@ -111,6 +117,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     entry = await generate.resolve(state.models, req.model)
     _admit(request, state, entry)
     messages = await images.conversation(req, entry, state.images, state.settings.image_url_domains)
+    await state.moderation.check_messages(messages, _origin(request, state, entry), param="messages")
     gen = _generation(req, entry, req.token_limit(), messages=messages)
     return await _respond(state, req, gen, chat=True)
 
@@ -121,6 +128,7 @@ async def completions(request: Request[Any, Any, Any], state: State) -> Response
     _log_unknown(req)
     entry = await generate.resolve(state.models, req.model)
     _admit(request, state, entry)
+    await state.moderation.check([req.prompt_text()], [], _origin(request, state, entry), param="prompt")
     limit = req.max_tokens if req.max_tokens is not None else 16  # OpenAI's default here
     gen = _generation(req, entry, limit, prompt=req.prompt_text())
     gen.max_tokens_explicit = req.max_tokens is not None

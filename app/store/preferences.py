@@ -10,7 +10,7 @@ One JSONL line per decisive anonymous vote: ``{prompt, chosen, rejected, metadat
 
 Left out, and counted: ties and both-bad votes (no preference), named battles (the voter knew the
 models), battles that failed, answers with an error or empty text, and battles an answer of which
-was flagged.
+was flagged, or that was flagged itself (moderation, identity leak: ``battles.flags``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ DECISIVE = ("model_a", "model_b")
 
 VOTES_SQL = (
     "SELECT b.id, b.status, b.created, v.mode, v.model_a, v.model_b, v.winner, v.turns, v.categories,"
-    " EXISTS (SELECT 1 FROM feedback f WHERE f.battle_id = b.id AND f.kind = 'flag') AS flagged"
+    " (b.flags != '' OR EXISTS (SELECT 1 FROM feedback f WHERE f.battle_id = b.id AND f.kind = 'flag')) AS flagged"
     " FROM votes v JOIN battles b ON b.id = v.battle_id ORDER BY b.created, b.id"
 )
 

@@ -1,0 +1,72 @@
+"""The ``words`` check: a list of blocked words, phrases and regular expressions.
+
+Entries come from ``--moderation-words`` and from a file (``--moderation-words-file``), one a
+line; blank lines and lines starting with ``#`` are skipped. A plain entry matches as a whole
+word or phrase, case-insensitively (``ass`` does not match ``class``); an entry starting with
+``re:`` is a regular expression, also case-insensitive. Text is NFKC-normalized first, so
+full-width and other compatibility forms of a letter match too.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from app.engines.base import Image
+from app.errors import Invalid
+from app.moderation.checks import PASS, Verdict
+
+REGEX_PREFIX = "re:"
+
+
+def compile_entry(entry: str) -> re.Pattern[str]:
+    """One entry as a case-insensitive pattern; ``re:`` entries as written, words on word boundaries."""
+    if entry.startswith(REGEX_PREFIX):
+        return re.compile(entry[len(REGEX_PREFIX) :], re.IGNORECASE)
+    words = r"\s+".join(re.escape(w) for w in unicodedata.normalize("NFKC", entry).split())
+    return re.compile(rf"(?<!\w){words}(?!\w)", re.IGNORECASE)
+
+
+def read_entries(path: Path) -> list[tuple[str, str]]:
+    """(where, entry) for each entry of a words file; ``where`` is ``FILE:LINE`` for error messages."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Invalid(f"cannot read the moderation words file {path}: {exc}", param="moderation_words_file") from None
+    out = []
+    for number, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            out.append((f"{path}:{number}", entry))
+    return out
+
+
+class WordsCheck:
+    name = "words"
+
+    def __init__(self, entries: Iterable[tuple[str, str]]) -> None:
+        self.patterns: list[tuple[str, re.Pattern[str]]] = []
+        for where, entry in entries:
+            try:
+                self.patterns.append((entry, compile_entry(entry)))
+            except re.error as exc:
+                raise Invalid(f"moderation words: bad regular expression {entry!r} ({where}): {exc}") from None
+        if not self.patterns:
+            raise Invalid(
+                "The words check has no entries: set --moderation-words or --moderation-words-file.",
+                param="moderation_words",
+            )
+
+    async def check(self, texts: Sequence[str], images: Sequence[Image]) -> Verdict:
+        """Images are not looked at by this kind."""
+        for text in texts:
+            normal = unicodedata.normalize("NFKC", text)
+            for entry, pattern in self.patterns:
+                if pattern.search(normal):
+                    return Verdict(True, f"matches {entry!r}")
+        return PASS
+
+    async def close(self) -> None:
+        pass
