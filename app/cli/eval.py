@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", default=None, help="Name the run (its row in eval_runs).")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
+    parser.add_argument("--limit", type=int, default=0, help="agreement: replay at most N battles, drawn at random.")
+    parser.add_argument("--seed", type=int, default=0, help="agreement: seeds the --limit draw and the bootstrap.")
+    parser.add_argument("--rounds", type=int, default=1000, help="agreement: bootstrap rounds of the intervals.")
 
 
 class ProgressBar:
@@ -229,10 +232,51 @@ def cmd_tournament(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _figure_row(name: str, figure: dict[str, Any], unit: str) -> tuple[str, str, str, str]:
+    value, low, high = figure["value"], figure["lower"], figure["upper"]
+    interval = "-" if low is None else f"{low:.3f}-{high:.3f}"
+    return (name, "-" if value is None else f"{value:.3f}", interval, f"{figure['n']} {unit}")
+
+
+def cmd_agreement(args: argparse.Namespace, settings: Settings) -> int:
+    """Replay the stored human battles to the judge; agreement, kappa and rank correlations (app.eval.replay)."""
+    from app.eval.replay import figures, human_battles, replay
+
+    if not args.judge:
+        raise CommandError("eval agreement needs --judge MODEL")
+
+    async def play(ctx: Any, progress: Any) -> dict[str, Any]:
+        battles = await human_battles(ctx.store, max(0, args.limit), args.seed)
+        return figures(await replay(ctx, args.judge, battles, progress), rounds=max(1, args.rounds), seed=args.seed)
+
+    report = _execute(args, [args.judge], play)
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    t = report["tally"]
+    print(
+        f"judge {args.judge}: {t['decided']} of {t['battles']} human battles decided in both orders "
+        f"({t['inconsistent']} inconsistent, counted as ties), {t['parse_failures']} replies did not parse, "
+        f"{t['judge_failures']} judge failures; {t['cached']} replies cached"
+    )
+    print_table(
+        [
+            ("FIGURE", "VALUE", "95% CI", "OVER"),
+            _figure_row("agreement, ties left out", report["agreement_without_ties"], "votes"),
+            _figure_row("agreement, with ties", report["agreement_with_ties"], "votes"),
+            _figure_row("Cohen's kappa", report["cohen_kappa"], "votes"),
+            _figure_row("Spearman (boards)", report["rank_spearman"], "models"),
+            _figure_row("Kendall tau-b (boards)", report["rank_kendall"], "models"),
+        ]
+    )
+    return 0
+
+
 ACTIONS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "pairwise": cmd_pairwise,
     "single": cmd_single,
     "tournament": cmd_tournament,
+    "agreement": cmd_agreement,
 }
 
 
