@@ -4,13 +4,16 @@ reaches a model; nothing else is stored; the server keeps serving."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import textwrap
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image as PILImage
 
 from app.engines.base import Delta, GenerationRequest, Image
 from app.engines.scripted import ScriptedEngine
@@ -204,11 +207,13 @@ MODELS = """
 [[models]]
 id = "alpha"
 engine = "scripted"
+vision = {vision}
 script = ["Alpha answers."]
 
 [[models]]
 id = "beta"
 engine = "scripted"
+vision = {vision}
 script = ["Beta answers."]
 
 [[models]]
@@ -318,3 +323,22 @@ async def test_images_reach_only_a_vision_classifier(tmp_path: Path, vision: boo
         assert request.messages[0].images == ((image,) if vision else ())
         await c.app.state.moderation.check([], [image], Origin("v1"), param="messages")
         assert len(guard.requests) == (2 if vision else 1)  # images alone: unchecked by a text classifier
+
+
+async def test_a_vision_classifier_sees_the_battle_image(tmp_path: Path) -> None:
+    """End to end: the image uploaded with a battle reaches a vision classifier, cleaned, and is
+    the one the battle then stores."""
+    picture = io.BytesIO()
+    PILImage.new("RGB", (32, 24), (0, 90, 200)).save(picture, "PNG")
+    upload = "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()
+    async with serve(classifier_app(tmp_path, vision=True)) as c:
+        guard = await swap_classifier(c)
+        r = await c.post("/api/v1/battles", json={"prompt": "What colour?", "images": [upload], "wait": True})
+        assert r.status_code == 201, r.text
+        (request,) = guard.requests
+        (seen,) = request.messages[0].images
+        (row,) = db_rows(c.app, "SELECT sha256 FROM battle_images")
+        assert seen.sha256 == row["sha256"] and seen.mime.startswith("image/")
+        r = await c.post("/api/v1/battles", json={"prompt": f"{TRIGGER} in it?", "images": [upload]})
+        assert_blocked(r, "prompt")
+        assert len(db_rows(c.app, "SELECT * FROM battles")) == 1 and len(guard.requests) == 2

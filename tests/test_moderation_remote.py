@@ -6,22 +6,28 @@ endpoint breaks."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 from litestar import Litestar, Request, Response, post
+from PIL import Image as PILImage
 
 from app.engines.base import Image
 from app.errors import Invalid
 from app.moderation.log import Origin
 from app.moderation.remote import read_results
-from tests.helpers.arena import db_rows
-from tests.helpers.server import free_port
+from app.server import create_app
+from app.settings import Settings
+from tests.helpers.arena import db_rows, serve
+from tests.helpers.server import free_port, scripted_models_toml
 
 TRIGGER = "zorblax"
 KEY_ENV = "ARENA_REMOTE_MODERATION_KEY"
@@ -30,12 +36,14 @@ KEY_ENV = "ARENA_REMOTE_MODERATION_KEY"
 @dataclass
 class FakeModeration:
     """What the endpoint was sent, and how it answers: flagged when the trigger is in a text
-    part; ``fail`` makes it answer 500, ``garbage`` answer JSON of another shape."""
+    part (or, with ``flag_images``, when there is an image); ``fail`` makes it answer 500,
+    ``garbage`` answer JSON of another shape."""
 
     seen: list[dict[str, Any]] = field(default_factory=list)
     auth: list[str] = field(default_factory=list)
     fail: bool = False
     garbage: bool = False
+    flag_images: bool = False
 
     def app(self) -> Litestar:
         @post("/v1/moderations", status_code=200)
@@ -48,8 +56,11 @@ class FakeModeration:
             if self.garbage:
                 return Response({"id": "x"})
             texts = [p["text"] for p in body["input"] if p["type"] == "text"]
+            images = [p for p in body["input"] if p["type"] == "image_url"]
             flagged = any(TRIGGER in t for t in texts)
-            categories = {"violence": flagged, "hate": False}
+            nsfw = self.flag_images and bool(images)
+            categories = {"violence": flagged, "hate": False, "sexual": nsfw}
+            flagged |= nsfw
             return Response(
                 {"id": "modr-1", "model": body["model"], "results": [{"flagged": flagged, "categories": categories}]}
             )
@@ -168,3 +179,55 @@ def test_results_are_read_strictly() -> None:
     for bad in [{}, {"results": []}, {"results": [{"flagged": "yes"}]}, [], {"results": "x"}]:
         with pytest.raises(Exception, match="result"):
             read_results(bad)
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    PILImage.new("RGB", (40, 30), (10, 200, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+def data_url(raw: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(raw).decode()
+
+
+def stored(app: Any) -> dict[str, int]:
+    tables = ("battles", "messages", "images", "battle_images")
+    counts = {t: db_rows(app, f"SELECT COUNT(*) FROM {t}")[0][0] for t in tables}  # noqa: S608
+    folder = Path(app.state.images.folder)
+    counts["files"] = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+    return counts
+
+
+async def test_an_uploaded_image_is_checked_before_anything_is_stored(tmp_path: Path, key: str) -> None:
+    """The image of a battle and of a /v1 request reaches the endpoint (cleaned, as an image_url
+    part); a flagged image stores nothing and reaches no model."""
+    models = tmp_path / "vision.toml"
+    models.write_text(scripted_models_toml({"eye-1": ["One."], "eye-2": ["Two."]}, vision=["eye-1", "eye-2"]))
+    async with fake_endpoint() as (fake, url):
+        fake.flag_images = True
+        settings = Settings(models=models, db=tmp_path / "arena.db", generation_rate="1000/1", **remote(url))
+        async with serve(create_app(settings)) as c:
+            r = await c.post("/api/v1/battles", json={"prompt": "What is it?", "images": [data_url(png())]})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "content_policy_violation", r.text
+            assert set(stored(c.app).values()) == {0} and asked(c, "eye-1", "eye-2") == 0
+            (seen,) = fake.seen
+            image_parts = [p for p in seen["input"] if p["type"] == "image_url"]
+            assert len(image_parts) == 1 and image_parts[0]["image_url"]["url"].startswith("data:image/")
+            (row,) = db_rows(c.app, "SELECT * FROM moderation_log")
+            assert "[image " in row["excerpt"] and row["reason"] == "remote: sexual"
+
+            chat = {"model": "eye-1", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "And this?"}, {"type": "image_url", "image_url": {"url": data_url(png())}}
+            ]}]}  # fmt: skip
+            r = await c.post("/v1/chat/completions", json=chat)
+            assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+            assert asked(c, "eye-1") == 0
+
+            fake.flag_images = False
+            r = await c.post(
+                "/api/v1/battles", json={"prompt": "What is it?", "images": [data_url(png())], "wait": True}
+            )
+            assert r.status_code == 201, r.text
+            assert stored(c.app)["battle_images"] == 1 and asked(c, "eye-1", "eye-2") == 2
+            assert (await c.post("/v1/chat/completions", json=chat)).status_code == 200
