@@ -1,6 +1,9 @@
 """Serve a Hugging Face checkpoint folder with torch + transformers.
 
-This is how the trainer's fine-tuned outputs get served. The engine runs a manual
+This is how the trainer's fine-tuned outputs get served, and how vision-language checkpoints
+(a ``vision_config`` in config.json, e.g. LLaVA) are: through ``AutoProcessor``, the processor's
+chat template with ``{"type": "image"}`` parts, and ``AutoModelForImageTextToText``; the
+processor's pixel values go into the first forward pass. The engine runs a manual
 token-by-token decode loop with a KV cache in a worker thread, one request at a time
 per model (a lock queues the others), and feeds an asyncio queue through
 ``loop.call_soon_threadsafe``. A cancel flag is checked before every forward pass, so
@@ -104,6 +107,7 @@ class TransformersEngine(Engine):
         self.max_context = max_context or _DEFAULT_CONTEXT
         self._model: Any = None
         self._tokenizer: Any = None
+        self._processor: Any = None  # vision-language checkpoints: tokenizer + image processor
         self._eos_ids: frozenset[int] = frozenset()
         self._cache_kw = "past_key_values"  # renamed "cache" in newer transformers
         self._forward_extra: dict[str, int] = {}
@@ -120,14 +124,11 @@ class TransformersEngine(Engine):
     def load(self) -> None:
         """Load tokenizer and weights (blocking: call it through ``asyncio.to_thread``)."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+        from transformers import GenerationConfig
 
         if self.device is None:
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            self.path, dtype=self._torch_dtype(torch), local_files_only=True
-        )
+        tokenizer, model = self._load_parts(torch)
         model.to(self.device)
         model.eval()
         forward_params = inspect.signature(model.forward).parameters
@@ -136,7 +137,7 @@ class TransformersEngine(Engine):
         self._forward_extra = {"logits_to_keep": 1} if "logits_to_keep" in forward_params else {}
 
         eos: set[int] = set()
-        for source in (tokenizer.eos_token_id, model.config.eos_token_id):
+        for source in (tokenizer.eos_token_id, getattr(model.config.get_text_config(), "eos_token_id", None)):
             eos.update(_as_ids(source))
         try:
             generation = GenerationConfig.from_pretrained(self.path, local_files_only=True)
@@ -145,7 +146,24 @@ class TransformersEngine(Engine):
             pass  # no generation_config.json
         self._eos_ids = frozenset(eos)
         self._tokenizer, self._model = tokenizer, model
-        self.max_context = self._max_context_arg or _context_of(model.config, tokenizer)
+        self.max_context = self._max_context_arg or _context_of(model.config.get_text_config(), tokenizer)
+
+    def _load_parts(self, torch: Any) -> tuple[Any, Any]:
+        """(tokenizer, model); for a vision-language checkpoint the processor too (``vision``)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dtype = self._torch_dtype(torch)
+        if not is_vision_checkpoint(self.path):
+            tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            return tokenizer, AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, local_files_only=True)
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(self.path, local_files_only=True)
+        if getattr(processor, "image_processor", None) is None:
+            raise EngineError(f"{self.path} has a vision model but no image processor (processor_config.json)")
+        model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=dtype, local_files_only=True)
+        self._processor, self.vision = processor, True
+        return processor.tokenizer, model
 
     async def close(self) -> None:
         for job in self._snapshot():
@@ -185,6 +203,24 @@ class TransformersEngine(Engine):
 
     # generation ------------------------------------------------------------------------
 
+    def encode_inputs(self, request: GenerationRequest) -> tuple[list[int], dict[str, Any]]:
+        """Token ids of the prompt, and the model's other inputs for the first forward pass
+        (``pixel_values`` and the like, from the processor, for a vision-language model)."""
+        if self._processor is None or request.messages is None:
+            return self.encode_prompt(request), {}
+        chat = [
+            {
+                "role": "system" if m.role == "developer" else m.role,
+                "content": [{"type": "image"} for _ in m.images] + [{"type": "text", "text": m.content}],
+            }
+            for m in request.messages
+        ]
+        text = self._processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        images = [_picture(image.data) for m in request.messages for image in m.images]
+        batch = self._processor(text=text, images=images or None, return_tensors="pt")
+        extras = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+        return batch["input_ids"][0].tolist(), extras
+
     def encode_prompt(self, request: GenerationRequest) -> list[int]:
         """Token ids of the prompt: chat template for messages, raw text for completions."""
         tok = self._require_tokenizer()
@@ -205,7 +241,10 @@ class TransformersEngine(Engine):
                 yield delta
 
     async def _generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
-        prompt_ids = self.encode_prompt(request)
+        if any(m.images for m in request.messages or []):  # decoding images: off the event loop
+            prompt_ids, extras = await asyncio.to_thread(self.encode_inputs, request)
+        else:
+            prompt_ids, extras = self.encode_inputs(request)
         n_prompt = len(prompt_ids)
         budget = self.max_context - n_prompt
         if request.max_tokens is not None and request.max_tokens < 1:
@@ -229,7 +268,7 @@ class TransformersEngine(Engine):
 
         thread = threading.Thread(
             target=self._worker,
-            args=(job, request, prompt_ids, max_tokens, emit),
+            args=(job, request, prompt_ids, max_tokens, emit, extras),
             name=f"transformers-{request.request_id}",
             daemon=True,
         )
@@ -257,6 +296,7 @@ class TransformersEngine(Engine):
         prompt_ids: list[int],
         max_tokens: int,
         emit: Callable[[str, Any], None],
+        extras: dict[str, Any],
     ) -> None:
         """Thread body: wait for the model lock, then decode until a stop condition."""
         try:
@@ -266,7 +306,7 @@ class TransformersEngine(Engine):
                     return
             try:
                 job.started = True
-                reason = self._decode(job, request, prompt_ids, max_tokens, emit)
+                reason = self._decode(job, request, prompt_ids, max_tokens, emit, extras)
                 emit("end", (reason, job.generated))
             finally:
                 self._lock.release()
@@ -285,6 +325,7 @@ class TransformersEngine(Engine):
         prompt_ids: list[int],
         max_tokens: int,
         emit: Callable[[str, Any], None],
+        extras: dict[str, Any],
     ) -> FinishReason:
         import torch
 
@@ -299,10 +340,12 @@ class TransformersEngine(Engine):
             inputs = torch.tensor([prompt_ids], device=self.device)
             cache_kw = self._cache_kw
             kv_cache = None
+            first = {k: _to(v, self.device, model.dtype) for k, v in extras.items()}  # pixel values etc.
             while True:
                 if job.cancel.is_set():
                     return "abort"
-                out = model(input_ids=inputs, use_cache=True, **{cache_kw: kv_cache}, **self._forward_extra)
+                out = model(input_ids=inputs, use_cache=True, **{cache_kw: kv_cache}, **self._forward_extra, **first)
+                first = {}
                 kv_cache = getattr(out, cache_kw)
                 token = sampler.pick(out.logits[0, -1])
                 job.generated += 1
@@ -372,6 +415,35 @@ class _Sampler:
             probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
         choice = torch.multinomial(probs, num_samples=1, generator=self._generator)
         return int(choice.item())
+
+
+def is_vision_checkpoint(path: str) -> bool:
+    """A checkpoint folder whose config names a vision tower (LLaVA, Qwen2-VL, Gemma 3, ...)."""
+    import json
+    from pathlib import Path
+
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("vision_config"), dict)
+
+
+def _picture(data: bytes) -> Any:
+    """A cleaned image's bytes as an RGB PIL image for the processor."""
+    import io
+
+    from PIL import Image as PILImage
+
+    with PILImage.open(io.BytesIO(data)) as picture:
+        return picture.convert("RGB")
+
+
+def _to(value: Any, device: Any, dtype: Any) -> Any:
+    """A processor output on the model's device; floating tensors (pixels) in the model's dtype."""
+    if not hasattr(value, "to"):
+        return value
+    return value.to(device, dtype=dtype) if value.is_floating_point() else value.to(device)
 
 
 def _as_ids(value: int | list[int] | None) -> list[int]:
