@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli import main
-from tests.helpers.arena import db_rows
+from tests.helpers.arena import csrf, db_rows, parse_html
 
 TOKEN = "moderation-admin-token"
 ADMIN = {"authorization": f"Bearer {TOKEN}"}
@@ -110,3 +110,24 @@ async def test_cli_flag_and_the_preference_export(arena, tmp_path: Path, capsys:
 
     assert main(["leaderboard", "--db", str(db), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["total_votes"] == 1
+
+
+async def test_the_admin_page_flags_a_battle(arena) -> None:
+    async with arena(admin_token=TOKEN) as c:
+        battle_id = await voted_battle(c)
+        headers = await csrf(c)
+        form = {"battle_id": battle_id, "reason": "identity", "note": "said it was alpha"}
+        assert (await c.post("/admin/battles/flag", data=form, headers=headers)).status_code == 401
+        assert (await c.post("/admin/login", data={"token": TOKEN}, headers=headers)).status_code == 200
+        page = parse_html((await c.get("/admin")).text)
+        flag_form = page.one("form", hx_post="/admin/battles/flag")
+        assert {i.attrs["name"] for i in flag_form.all("input")} | {"reason"} == {"battle_id", "reason", "note"}
+
+        assert await total_votes(c) == 1  # the board is cached now: the flag must refresh it
+        r = await c.post("/admin/battles/flag", data=form, headers=headers)
+        assert r.status_code == 200 and r.text == f"Battle {battle_id} flagged (identity)."
+        assert await total_votes(c) == 0
+        (row,) = db_rows(c.app, "SELECT * FROM moderation_log")
+        assert (row["checker"], row["reason"]) == ("admin", "identity: said it was alpha")
+        r = await c.post("/admin/battles/flag", data={**form, "battle_id": "<b>nope</b>"}, headers=headers)
+        assert r.status_code == 404 and r.headers["hx-retarget"] == "#flash" and "<b>nope" not in r.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import secrets
 import time
 from typing import Any, Literal
@@ -266,4 +267,16 @@ async def admin_action(
     return fragment("admin.html", "table", admin_screen(registry, error))
 
 
-page_handlers = [login_page, login, admin_page, admin_action]
+@post("/admin/battles/flag", guards=[admin_guard], status_code=200)
+async def admin_flag(request: Request[Any, Any, Any], state: State) -> Response[str]:
+    """The page's flag form: the same write as the API; the answer is a line for #flag-result."""
+    form = await request.form()
+    battle_id, reason = str(form.get("battle_id") or "").strip(), str(form.get("reason") or "moderation")
+    changed = await state.store.write(flag_afterwards(battle_id, reason, "admin", str(form.get("note") or "")[:500]))
+    if changed:
+        state.leaderboard.bump()
+    done = "flagged" if changed else "was already flagged"
+    return Response(f"Battle {html.escape(battle_id)} {done} ({html.escape(reason)}).", media_type="text/html")
+
+
+page_handlers = [login_page, login, admin_page, admin_action, admin_flag]
