@@ -87,7 +87,7 @@ class ProgressBar:
         filled = int(self.width * done / total) if total else self.width
         since, base = self._first or (self.started, 0)
         elapsed = max(now - since, 1e-9)
-        rate = max(done - base, 0) / elapsed
+        rate = max(done - base, 0) / elapsed if elapsed > 0.05 else 0.0
         eta = (total - done) / rate if rate > 0 else math.inf
         eta_text = "--:--" if math.isinf(eta) else f"{int(eta // 60)}:{int(eta % 60):02d}"
         return (

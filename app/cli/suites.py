@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
         suite = load_suite(args.target, folder)
     except (SuiteError, OSError) as exc:
         raise CommandError(str(exc)) from None
-    rows = [("ID", "CATEGORY", "TURNS", "REFERENCE", "FIRST TURN")]
+    table = [("ID", "CATEGORY", "TURNS", "REFERENCE", "FIRST TURN")]
     for p in suite.prompts:
-        rows.append((p.id, p.category or "-", str(len(p.turns)), "yes" if p.reference else "-", _short(p.turns[0])))
+        table.append((p.id, p.category or "-", str(len(p.turns)), "yes" if p.reference else "-", _short(p.turns[0])))
     print(f"suite {suite.name}: {len(suite.prompts)} prompts ({suite.source})")
-    print_table(rows)
+    print_table(table)
     return 0

@@ -19,6 +19,10 @@ SCORES_SQL = (
     "SELECT model_a AS model, score FROM eval_verdicts WHERE kind = 'single' AND judge = ? AND suite = ?"
     " AND score IS NOT NULL"
 )
+BASELINE_SQL = (
+    "SELECT baseline FROM eval_runs WHERE kind = 'pairwise' AND judge = ? AND suite = ? AND baseline != ''"
+    " ORDER BY updated DESC LIMIT 1"
+)
 JUDGE_VOTES_SQL = (
     "SELECT model_a, model_b, winner FROM votes WHERE mode = ? AND voter_hash = ? AND (' ' || categories || ' ') LIKE ?"
 )
@@ -48,8 +52,8 @@ def _baseline(outcomes: Sequence[tuple[str, str, str]]) -> str:
     return max(sorted(seen), key=lambda m: seen[m]) if seen else ""
 
 
-def _rates(outcomes: list[tuple[str, str, str]], baseline: str | None) -> dict[str, float]:
-    base = baseline or _baseline(outcomes)
+def _rates(outcomes: list[tuple[str, str, str]], baseline: str | None, last: Sequence[Any]) -> dict[str, float]:
+    base = baseline or (last[0][0] if last else _baseline(outcomes))
     return {model: row["win_rate"] for model, row in sorted(win_rates(outcomes, base).items())}
 
 
@@ -64,9 +68,10 @@ def single_scores(conn: sqlite3.Connection, judge: str, suite: str) -> dict[str,
 def baseline_win_rates(
     conn: sqlite3.Connection, judge: str, suite: str, baseline: str | None = None
 ) -> dict[str, float]:
-    """Each model's win rate against ``baseline`` (default: the model in the most judge battles),
-    ties counting half, from ``judge``'s battles on ``suite``."""
-    return _rates(_outcomes(conn.execute(JUDGE_VOTES_SQL, _vote_params(judge, suite)).fetchall()), baseline)
+    """Each model's win rate against ``baseline`` (default: the baseline of the latest pairwise run,
+    else the model in the most judge battles), ties counting half, from ``judge``'s battles on ``suite``."""
+    outcomes = _outcomes(conn.execute(JUDGE_VOTES_SQL, _vote_params(judge, suite)).fetchall())
+    return _rates(outcomes, baseline, conn.execute(BASELINE_SQL, (judge, suite)).fetchall())
 
 
 def judge_board(conn: sqlite3.Connection, judge: str, suite: str | None = None) -> list[dict[str, Any]]:
@@ -89,7 +94,8 @@ async def single_scores_from(store: Store, judge: str, suite: str) -> dict[str, 
 async def baseline_win_rates_from(
     store: Store, judge: str, suite: str, baseline: str | None = None
 ) -> dict[str, float]:
-    return _rates(_outcomes(await store.fetchall(JUDGE_VOTES_SQL, _vote_params(judge, suite))), baseline)
+    outcomes = _outcomes(await store.fetchall(JUDGE_VOTES_SQL, _vote_params(judge, suite)))
+    return _rates(outcomes, baseline, await store.fetchall(BASELINE_SQL, (judge, suite)))
 
 
 async def judge_board_from(store: Store, judge: str, suite: str | None = None) -> list[dict[str, Any]]:

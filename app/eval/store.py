@@ -247,11 +247,11 @@ def update_run(run_id: str, done: int, total: int) -> Any:
     return write
 
 
-def finish_run(run_id: str, status: str, result: dict[str, Any] | None = None, error: str = "") -> Any:
+def finish_run(run_id: str, state: str, result: dict[str, Any] | None = None, error: str = "") -> Any:
     def write(conn: sqlite3.Connection) -> None:
         conn.execute(
             "UPDATE eval_runs SET status = ?, result = ?, error = ?, updated = ? WHERE id = ?",
-            (status, json.dumps(result) if result is not None else "", error, time.time(), run_id),
+            (state, json.dumps(result) if result is not None else "", error, time.time(), run_id),
         )
 
     return write
