@@ -27,13 +27,14 @@ from app.arena.limits import Throttle
 from app.arena.service import Arena, Limits
 from app.engines.llamacpp import CpuBudget
 from app.engines.llamacpp_check import check_gguf
+from app.eval.jobs import Jobs
 from app.media.images import ImageLimits, ImageStore
 from app.metrics import Metrics
 from app.moderation import service as moderation
 from app.registry.core import Registry
 from app.registry.factory import MB, memory_total
 from app.registry.spec import ModelSpec, check_api_key_env, load_models
-from app.routes import admin, arena_api, errors, health, leaderboard, openai, openapi, pages
+from app.routes import admin, admin_eval, arena_api, errors, health, leaderboard, openai, openapi, pages
 from app.settings import Settings
 from app.store import migrations
 from app.store.db import Store
@@ -106,6 +107,7 @@ def _state(settings: Settings) -> State:
             "arena": arena,
             "leaderboard": board,
             "throttle": throttle,
+            "jobs": Jobs(),  # the /admin eval job (one at a time)
             "moderation": moderator,
             "images": images,
         }
@@ -134,6 +136,7 @@ def _lifespan(state: State, specs: list[ModelSpec], csrf: CSRFConfig) -> Any:
             async with background(reaper(state.models)):
                 yield
         finally:
+            await state.jobs.close()  # a running eval job stops before the engines and the database close
             await state.arena.close()
             await state.moderation.close()
             await state.models.close()
@@ -163,6 +166,7 @@ def create_app(settings: Settings) -> Litestar:
             arena_api.router,
             admin.api_router,
             *admin.page_handlers,
+            *admin_eval.route_handlers,
             *pages.route_handlers,
             *leaderboard.route_handlers,
             *health.route_handlers,
