@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from app.engines.base import (
+    ChatMessage,
     ContextLengthExceeded,
     Delta,
     Engine,
@@ -51,7 +52,7 @@ class RemoteEngine(Engine):
 
     kind = "remote"
     streams = True
-    vision = False
+    vision = True  # images pass through as data: URLs; the models file's ``vision`` says if upstream sees
 
     def __init__(
         self,
@@ -223,7 +224,8 @@ class RemoteEngine(Engine):
             body["seed"] = request.seed
         if request.messages is not None:
             body["messages"] = [
-                {"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in request.messages
+                {"role": "system" if m.role == "developer" else m.role, "content": _content(m)}
+                for m in request.messages
             ]
             return "/chat/completions", body
         if request.prompt is None:
@@ -275,6 +277,15 @@ class RemoteEngine(Engine):
         if status in (401, 403):
             return EngineError(f"Remote {self.base_url} rejected the credentials (HTTP {status}): {message}")
         return EngineError(f"Remote model {self.remote_model} returned HTTP {status}: {message}")
+
+
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """A message's content: plain text, or OpenAI content parts when it carries images."""
+    if not message.images:
+        return message.content
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    parts += [{"type": "image_url", "image_url": {"url": image.data_url()}} for image in message.images]
+    return parts
 
 
 def _parse_event(data: str) -> dict[str, Any]:
