@@ -63,6 +63,15 @@ async def test_words_match_whole_words_any_case_and_regexes() -> None:
     assert verdict.flagged and verdict.reason == "matches 'Zorblax'"
 
 
+async def test_words_of_other_characters_and_a_long_list() -> None:
+    check = WordsCheck([("t", "C++"), ("t", "Straße"), *(("t", f"word{n} x{n}") for n in range(2000))])
+    assert len(check.patterns) == 1 and len(check.phrases) == 2001  # one regex; the rest looked up by word
+    for text in ["I write c++ daily", "die STRASSE", "then WORD1999 x1999."]:
+        assert (await check.check([text], [])).flagged, text
+    for text in ["abc++", "word1999 x1998", "word1999"]:
+        assert not (await check.check([text], [])).flagged, text
+
+
 def test_words_refuse_a_bad_regex_and_an_empty_list() -> None:
     with pytest.raises(Invalid, match="bad regular expression"):
         WordsCheck([("words.txt:3", "re:(unclosed")])

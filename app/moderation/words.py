@@ -5,6 +5,10 @@ line; blank lines and lines starting with ``#`` are skipped. A plain entry match
 word or phrase, case-insensitively (``ass`` does not match ``class``); an entry starting with
 ``re:`` is a regular expression, also case-insensitive. Text is NFKC-normalized first, so
 full-width and other compatibility forms of a letter match too.
+
+Plain entries made of word characters are looked up in a set, word by word (a phrase as its run
+of words), so a long list costs one pass over the prompt; other plain entries (``c++``) and
+regular expressions are each a regex search.
 """
 
 from __future__ import annotations
@@ -43,25 +47,50 @@ def read_entries(path: Path) -> list[tuple[str, str]]:
     return out
 
 
+WORD = re.compile(r"\w+")
+
+
+def fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
 class WordsCheck:
     name = "words"
 
     def __init__(self, entries: Iterable[tuple[str, str]]) -> None:
-        self.patterns: list[tuple[str, re.Pattern[str]]] = []
+        self.phrases: dict[tuple[str, ...], str] = {}  # plain entries of word characters, as words
+        self.patterns: list[tuple[str, re.Pattern[str]]] = []  # the rest
         for where, entry in entries:
+            words = tuple(fold(entry).split())
+            if not entry.startswith(REGEX_PREFIX) and words and all(WORD.fullmatch(w) for w in words):
+                self.phrases.setdefault(words, entry)
+                continue
             try:
                 self.patterns.append((entry, compile_entry(entry)))
             except re.error as exc:
                 raise Invalid(f"moderation words: bad regular expression {entry!r} ({where}): {exc}") from None
-        if not self.patterns:
+        if not self.phrases and not self.patterns:
             raise Invalid(
                 "The words check has no entries: set --moderation-words or --moderation-words-file.",
                 param="moderation_words",
             )
+        self.lengths = sorted({len(p) for p in self.phrases})
+
+    def _phrase(self, text: str) -> str | None:
+        words = WORD.findall(fold(text))
+        for n in self.lengths:
+            for start in range(len(words) - n + 1):
+                entry = self.phrases.get(tuple(words[start : start + n]))
+                if entry is not None:
+                    return entry
+        return None
 
     async def check(self, texts: Sequence[str], images: Sequence[Image]) -> Verdict:
         """Images are not looked at by this kind."""
         for text in texts:
+            entry = self._phrase(text)
+            if entry is not None:
+                return Verdict(True, f"matches {entry!r}")
             normal = unicodedata.normalize("NFKC", text)
             for entry, pattern in self.patterns:
                 if pattern.search(normal):
