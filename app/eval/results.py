@@ -104,3 +104,24 @@ async def judge_board_from(store: Store, judge: str, suite: str | None = None) -
 
 async def judges_from(store: Store) -> list[str]:
     return [r[0] for r in await store.fetchall("SELECT DISTINCT judge FROM eval_verdicts ORDER BY judge")]
+
+
+LATEST_RUN_SQL = (
+    "SELECT suite, baseline FROM eval_runs WHERE kind = ? AND judge = ? AND status = 'done'"
+    " ORDER BY updated DESC LIMIT 1"
+)
+
+
+async def judge_summary(store: Store, judge: str) -> dict[str, Any]:
+    """The judge tab's benchmark columns: MT-bench-style scores from ``judge``'s latest finished
+    single run, and win rates against the baseline of its latest finished pairwise run."""
+    out: dict[str, Any] = {"single_suite": "", "mt_bench": {}, "pairwise_suite": "", "baseline": "", "win_rates": {}}
+    single = await store.fetchone(LATEST_RUN_SQL, ("single", judge))
+    if single is not None:
+        out["single_suite"] = single["suite"]
+        out["mt_bench"] = await single_scores_from(store, judge, single["suite"])
+    pairwise = await store.fetchone(LATEST_RUN_SQL, ("pairwise", judge))
+    if pairwise is not None:
+        out["pairwise_suite"], out["baseline"] = pairwise["suite"], pairwise["baseline"]
+        out["win_rates"] = await baseline_win_rates_from(store, judge, pairwise["suite"], pairwise["baseline"])
+    return out

@@ -130,11 +130,11 @@ class Run:
 async def _tracked(run: Run, body: Callable[[Run], Awaitable[None]]) -> RunResult:
     """Record the run's row, run ``body``, store its result (or why it stopped)."""
     ctx = run.ctx
-    await ctx.store.write(
-        eval_store.start_run(run.steps.run_id, run.kind, run.suite.name, run.judge, run.models, run.baseline)
-    )
-    await run.steps.flush()
     try:
+        await ctx.store.write(
+            eval_store.start_run(run.steps.run_id, run.kind, run.suite.name, run.judge, run.models, run.baseline)
+        )
+        await run.steps.flush()
         await body(run)
     except asyncio.CancelledError:
         await asyncio.shield(ctx.store.write(eval_store.finish_run(run.steps.run_id, "interrupted")))

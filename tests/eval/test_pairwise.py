@@ -3,13 +3,16 @@ disagree, parse failures counted (never guessed), storage under mode judge, and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from app.arena.leaderboard import COUNTS_SQL
-from app.eval.results import baseline_win_rates, judge_board
-from app.eval.runs import run_pairwise
+from app.eval.results import baseline_win_rates, judge_board, judge_summary
+from app.eval.runs import run_pairwise, run_single
 from app.eval.templates import load_template
 from tests.eval.helpers import RuleEngine, answers_with, eval_context, judge_rule, suite
 
@@ -132,3 +135,38 @@ async def test_an_edited_template_is_a_new_verdict(tmp_path: Path) -> None:
     assert again["alpha"].requests == []  # the answers are the same
     assert result.tally.verdicts_cached == 0
     assert len({r["template_hash"] for r in db_rows(db, "SELECT template_hash FROM eval_verdicts")}) == 2
+
+
+async def test_judge_summary_reads_the_latest_runs(tmp_path: Path) -> None:
+    async with eval_context(tmp_path / "a.db", engines()) as ctx:
+        assert (await judge_summary(ctx.store, "judge"))["win_rates"] == {}
+        await run_pairwise(ctx, SUITE, ["alpha"], "judge", "beta")
+        await run_single(ctx, SUITE, ["alpha", "beta"], "judge")
+        summary = await judge_summary(ctx.store, "judge")
+    assert summary == {
+        "single_suite": "t",
+        "mt_bench": {"alpha": 10.0, "beta": 2.0},
+        "pairwise_suite": "t",
+        "baseline": "beta",
+        "win_rates": {"alpha": round(2.5 / 3, 4)},
+    }
+
+
+async def test_a_cancelled_run_is_marked_interrupted(tmp_path: Path) -> None:
+    eng = engines()
+    eng["judge"] = RuleEngine(judge_rule, delay=0.05, parallel=1)
+    db = tmp_path / "a.db"
+    async with eval_context(db, eng) as ctx:
+        task = asyncio.create_task(run_pairwise(ctx, SUITE, ["alpha"], "judge", "beta", run_id="job-1"))
+        while not eng["judge"].requests:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        early = asyncio.create_task(run_pairwise(ctx, SUITE, ["alpha"], "judge", "beta", run_id="job-2"))
+        await asyncio.sleep(0)
+        early.cancel()  # before its row is even written
+        with pytest.raises(asyncio.CancelledError):
+            await early
+    states = {r["id"]: r["status"] for r in db_rows(db, "SELECT id, status FROM eval_runs")}
+    assert states["job-1"] == "interrupted" and states.get("job-2", "interrupted") == "interrupted"
