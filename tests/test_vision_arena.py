@@ -24,7 +24,7 @@ from app.cli import main as arena_cli
 from app.server import create_app
 from app.settings import Settings
 from tests.helpers.arena import Client, csrf, db_rows, finish, parse_html, serve
-from tests.helpers.server import scripted_models_toml
+from tests.helpers.server import free_port, scripted_models_toml
 
 TEXT = ["text-1", "text-2", "text-3"]
 SEEING = ["see-1", "see-2", "see-3"]
@@ -181,6 +181,7 @@ async def test_images_count_across_turns_and_stay_in_the_history(vision_app) -> 
         )
         assert r.status_code == 201, r.text
         before = counts(app)
+        app.state.arena.live.clear()  # the battle read back from the store counts its images too
         r = await client.post(
             f"/api/v1/battles/{battle_id}/messages", json={"prompt": "Three?", "images": [data_url(third)]}
         )
@@ -357,6 +358,8 @@ async def test_the_start_forms_offer_an_image_picker(vision_app) -> None:
     off = vision_app(images_per_conversation=0)
     async with serve(off) as client:
         assert parse_html((await client.get("/")).text).all("input", type="file") == []
+        r = await client.post("/api/v1/battles", json={"prompt": "What?", "images": [data_url(png())]})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "images_off"
 
 
 async def test_export_names_the_images_and_writes_their_files(vision_app, tmp_path: Path, capsys) -> None:
@@ -400,3 +403,30 @@ async def test_export_names_the_images_and_writes_their_files(vision_app, tmp_pa
         original = app.state.images.path(path.stem)
         assert path.read_bytes() == original.read_bytes()
         assert hashlib.sha256(path.read_bytes()).hexdigest() == path.stem
+
+
+# -- the models' capability on /admin and in `arena models` ---------------------------------
+
+
+async def test_admin_and_arena_models_show_vision(vision_app, tmp_path: Path, capsys) -> None:
+    app = vision_app()
+    async with serve(app) as client:
+        r = await client.get("/admin", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert r.status_code == 200
+        table = parse_html(r.text).one("table")
+        header = [th.text() for th in table.all("th")]
+        column = header.index("Vision")
+        shown = {}
+        for row in table.all("tr")[1:]:
+            cells = row.all("td")
+            shown[cells[0].one("code").text()] = cells[column].text()
+        assert shown == {**dict.fromkeys(TEXT, "no"), **dict.fromkeys(SEEING, "yes")}
+    settings = app.state.settings
+    port = str(free_port())  # no server there: the models file's view
+    assert arena_cli(["models", "--models", str(settings.models), "--db", str(settings.db), "--port", port]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["ID", "NAME", "ENGINE", "VISION"]
+    at = lines[0].index("VISION")
+    rows = [line for line in lines[1:] if line.strip() and not set(line) <= {"-", " "}]
+    listed = {line.split()[0]: line[at:].split()[0] for line in rows}
+    assert listed == {**dict.fromkeys(TEXT, "no"), **dict.fromkeys(SEEING, "yes")}

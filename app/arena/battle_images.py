@@ -49,6 +49,8 @@ def check_count(store: ImageStore | None, new: int, already: int = 0, *, param: 
     if store is None:
         raise Invalid("This arena does not take images.", param=param, code="images_off")
     limit = store.limits.per_conversation
+    if limit == 0:
+        raise Invalid("This arena does not take images.", param=param, code="images_off")
     if already + new > limit:
         raise Invalid(
             f"A conversation takes at most {plural(limit)}; this one would have {already + new}."

@@ -16,7 +16,7 @@ from litestar.params import FromPath
 from litestar.response import Stream
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.arena.battle_images import Upload
+from app.arena.battle_images import Upload, check_count
 from app.arena.live import Event, LiveBattle
 from app.arena.service import Arena
 from app.errors import validated
@@ -70,6 +70,7 @@ async def _json_body(request: Request[Any, Any, Any]) -> bytes:
 
 def _uploads(arena: Arena, urls: list[str]) -> list[Upload]:
     """The body's data URLs as (bytes, declared type); one too large is refused before decoding."""
+    check_count(arena.images, len(urls))  # before decoding any of them
     max_bytes = arena.images.limits.max_bytes if arena.images is not None else None
     uploads: list[Upload] = []
     for index, url in enumerate(urls):
