@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -403,6 +404,12 @@ async def test_export_names_the_images_and_writes_their_files(vision_app, tmp_pa
         original = app.state.images.path(path.stem)
         assert path.read_bytes() == original.read_bytes()
         assert hashlib.sha256(path.read_bytes()).hexdigest() == path.stem
+    again = tmp_path / "again.db"  # the export read back: the image battles are in the vision category
+    assert arena_cli(["battles", "import", str(out), "--db", str(again), "--models", str(settings.models)]) == 0
+    conn = sqlite3.connect(again)
+    categories = [row[0].split() for row in conn.execute("SELECT categories FROM votes ORDER BY created")]
+    conn.close()
+    assert sorted("vision" in c for c in categories) == [False, True, True]
 
 
 # -- the models' capability on /admin and in `arena models` ---------------------------------

@@ -162,7 +162,8 @@ def _import_one(conn: sqlite3.Connection, row: dict[str, Any], report: Report) -
     )
     sums = _import_messages(conn, battle_id, row, created)
     language = row.get("language") if isinstance(row.get("language"), str) else None
-    categories = battle_categories(prompt, turns, row["winner"], _prompt_tokens(row), language=language)
+    vision = any(m.get("images") for side in ("conversation_a", "conversation_b") for m in row.get(side) or [])
+    categories = battle_categories(prompt, turns, row["winner"], _prompt_tokens(row), language=language, vision=vision)
     conn.execute(
         "INSERT INTO votes (battle_id, mode, model_a, model_b, winner, turns, created, voter_hash,"
         " categories, pair_prob, "
