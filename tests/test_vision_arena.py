@@ -220,17 +220,38 @@ async def test_one_image_per_conversation_by_default(vision_app) -> None:
         assert db_rows(app, "SELECT turns FROM battles WHERE id = ?", (battle_id,))[0][0] == 1
 
 
-async def test_an_image_in_a_text_battle_follow_up_is_400(vision_app) -> None:
-    app = vision_app(seeing=[])
+async def test_an_anonymous_battle_takes_an_image_only_with_its_first_prompt(vision_app) -> None:
+    """Whatever pair a text battle drew, a later image is refused alike: the refusal (and the
+    follow-up form) tells nothing about whether the drawn models see."""
+    app = vision_app(text=["text-1"], seeing=["see-1", "see-2"], images_per_conversation=2)
     async with serve(app) as client:
-        r = await client.post("/api/v1/battles", json={"prompt": "Hi", "wait": True})
-        battle_id = r.json()["id"]
-        r = await client.post(
-            f"/api/v1/battles/{battle_id}/messages", json={"prompt": "This?", "images": [data_url(png())]}
-        )
-        assert r.status_code == 400 and r.json()["error"]["code"] == "model_not_vision"
-        assert "text-" not in r.json()["error"]["message"]  # an anonymous battle's models stay unnamed
+        pairs, answers = set(), set()
+        for _ in range(12):
+            r = await client.post("/api/v1/battles", json={"prompt": "Hi", "wait": True})
+            battle_id = r.json()["id"]
+            pairs.add(frozenset(db_rows(app, "SELECT model_a, model_b FROM battles WHERE id = ?", (battle_id,))[0]))
+            page = parse_html((await client.get(f"/battle/{battle_id}")).text)
+            assert page.all("input", type="file") == []
+            r = await client.post(
+                f"/api/v1/battles/{battle_id}/messages", json={"prompt": "This?", "images": [data_url(png())]}
+            )
+            assert r.status_code == 400 and r.json()["error"]["code"] == "model_not_vision"
+            answers.add(r.json()["error"]["message"])
+        assert frozenset({"see-1", "see-2"}) in pairs and len(pairs) > 1  # both kinds of pair were drawn
+        assert len(answers) == 1 and "first prompt" in answers.pop()
         assert counts(app)["images"] == 0 and stored_files(app) == []
+        battle_id = battle_id_of(await page_battle(client, [("a.png", png(), "image/png")]))
+        await finish(client, battle_id)  # began with an image: a second one may follow
+        page = parse_html((await client.get(f"/battle/{battle_id}")).text)
+        assert page.one("form", cls="prompt-form").one("input", type="file").attrs["name"] == "image"
+    chat = vision_app(seeing=["see-1"])
+    async with serve(chat) as client:
+        named = {"prompt": "Hi", "mode": "named", "models": ["text-1", "see-1"], "wait": True}
+        r = await client.post("/api/v1/battles", json=named)
+        r = await client.post(
+            f"/api/v1/battles/{r.json()['id']}/messages", json={"prompt": "This?", "images": [data_url(png())]}
+        )
+        assert r.status_code == 400 and "models of this battle do not take images" in r.json()["error"]["message"]
 
 
 # -- bad input stores nothing ---------------------------------------------------------------

@@ -17,8 +17,9 @@ from app.engines.base import Image
 from app.errors import Invalid
 
 if TYPE_CHECKING:
+    from app.arena.live import LiveBattle
     from app.media.images import ImageStore
-    from app.registry.core import ModelEntry
+    from app.registry.core import ModelEntry, Registry
 
 Upload = tuple[bytes, str | None]  # the raw bytes and the content type the client declared
 
@@ -58,6 +59,26 @@ def check_count(store: ImageStore | None, new: int, already: int = 0, *, param: 
             param=param,
             code="too_many_images",
         )
+
+
+def follow_up_refusal(battle: LiveBattle, models: Registry) -> str:
+    """Why a follow-up in ``battle`` may not carry an image, or "".
+
+    An anonymous battle takes images only when it began with one: its pair was then drawn from
+    the vision models, so allowing it tells nothing about who they are (allowing it after a
+    text-only start would tell whether both drawn models happen to see)."""
+    if battle.mode == "anony" and battle.image_count == 0:
+        return "In an anonymous battle the image goes with the first prompt; start a new battle with it."
+    if not all(m in models.entries and sees(models.get(m)) for m in battle.models.values()):
+        who = "The model of this chat does" if battle.mode == "direct" else "The models of this battle do"
+        return f"{who} not take images; start a new one with the image."
+    return ""
+
+
+def check_follow_up(battle: LiveBattle, models: Registry) -> None:
+    why = follow_up_refusal(battle, models)
+    if why:
+        raise Invalid(why, param="images", code="model_not_vision")
 
 
 async def check_uploads(

@@ -201,11 +201,7 @@ class Arena:
             raise Conflict(f"A battle has at most {self.limits.max_turns} turns; start a new one.")
         if images:
             bi.check_count(self.images, images, battle.image_count)
-            if not all(m in self.models.entries and bi.sees(self.models.get(m)) for m in battle.models.values()):
-                who = "The model of this chat does" if battle.mode == "direct" else "The models of this battle do"
-                raise Invalid(
-                    f"{who} not take images; start a new one with the image.", param="images", code="model_not_vision"
-                )
+            bi.check_follow_up(battle, self.models)
 
     async def _begin_turn(self, battle: LiveBattle, prompt: str, checked: Sequence[bi.Checked] = ()) -> None:
         number = len(battle.history) + 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from app.arena.battle_images import sees
+from app.arena.battle_images import follow_up_refusal, sees
 from app.arena.live import LiveBattle
 from app.arena.service import Limits
 from app.registry.core import ModelEntry, Registry
@@ -88,12 +88,11 @@ def battle_view(
 
 
 def image_upload(battle: LiveBattle | None, models: Registry, per_conversation: int, max_bytes: int) -> ImageUpload:
-    """A start form may take ``per_conversation`` images; a follow-up what is left of them, and
-    only when every model of the battle takes images."""
+    """A start form may take ``per_conversation`` images; a follow-up what is left of them, when
+    the arena would take one there (see :func:`app.arena.battle_images.follow_up_refusal`)."""
     slots = per_conversation
     if battle is not None:
-        seeing = all(m in models.entries and sees(models.get(m)) for m in battle.models.values())
-        slots = per_conversation - battle.image_count if seeing else 0
+        slots = 0 if follow_up_refusal(battle, models) else per_conversation - battle.image_count
     return ImageUpload(max(0, slots), max_bytes)
 
 
