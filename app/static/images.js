@@ -139,10 +139,13 @@
     }
   });
 
-  // A refused send leaves the form in place, thumbnail and all; a new form comes with the swap.
+  // A refused send (4xx: the message shows in #flash) keeps the image in the form, to send
+  // again, say with another model; a sent one leaves with the form that the answer replaces.
+  // By status, not htmx's "successful": this page's responseHandling swaps error answers too.
   document.addEventListener("htmx:afterRequest", function (event) {
     var picker = pickerOf(event.target);
-    if (picker && event.detail && event.detail.successful) {
+    var xhr = event.detail && event.detail.xhr;
+    if (picker && xhr && xhr.status >= 200 && xhr.status < 300) {
       clear(picker);
     }
   });

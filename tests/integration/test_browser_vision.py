@@ -195,3 +195,37 @@ def test_a_renamed_svg_or_html_file_is_refused(
     assert page.locator("#battle").count() == 0  # no battle started
     assert page.evaluate("[window.__svg, window.__html]") == [None, None]
     assert page.errors == []
+
+
+def test_compare_and_chat_take_an_image_for_vision_models_only(
+    vision_server: ArenaServer, page, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    picture = tmp_path / "photo.png"
+    picture.write_bytes(png_bytes((250, 200, 0)))
+    page.goto(vision_server.base + "/compare")
+    selects = page.locator("select[name=models]")
+    selects.nth(0).select_option("eye-1")
+    selects.nth(1).select_option("eye-2")
+    assert "(sees images)" in selects.nth(0).locator("option[value=eye-1]").inner_text()
+    page.set_input_files(".image-picker input[type=file]", str(picture))
+    page.wait_for_function("document.querySelector('img.image-thumb').naturalWidth > 0")
+    page.fill("textarea[name=prompt]", "Compare your views of this.")
+    page.click("form.prompt-form button[type=submit]")
+    page.wait_for_selector(".answer .md", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('.answer .md').length === 2")
+    sha = (page.get_attribute(".prompt-images img", "src") or "").rsplit("/", 1)[-1]
+    assert all(sha in a for a in page.locator(".answer .md").all_inner_texts())
+
+    page.goto(vision_server.base + "/chat")
+    page.locator("select[name=models]").select_option(TEXT_ONLY)
+    page.set_input_files(".image-picker input[type=file]", str(picture))
+    page.fill("textarea[name=prompt]", "What is this?")
+    page.click("form.prompt-form button[type=submit]")
+    flash = page.locator("#flash .flash.error")
+    flash.wait_for(state="visible")
+    assert "does not take images" in flash.inner_text() and page.locator("#battle").count() == 0
+    page.locator("select[name=models]").select_option("eye-2")
+    page.click("form.prompt-form button[type=submit]")  # the same form, image still attached
+    page.wait_for_selector(".answer .md", timeout=60_000)
+    assert page.locator(".prompt-images img").count() == 1
+    assert page.errors == []
