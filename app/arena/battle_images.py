@@ -47,11 +47,9 @@ def check_count(store: ImageStore | None, new: int, already: int = 0, *, param: 
     """Refuse images when the arena takes none, or more than a conversation may hold."""
     if not new:
         return
-    if store is None:
+    if store is None or store.limits.per_conversation == 0:
         raise Invalid("This arena does not take images.", param=param, code="images_off")
     limit = store.limits.per_conversation
-    if limit == 0:
-        raise Invalid("This arena does not take images.", param=param, code="images_off")
     if already + new > limit:
         raise Invalid(
             f"A conversation takes at most {plural(limit)}; this one would have {already + new}."
