@@ -97,8 +97,8 @@ def _answer(battle_id: str, side: str, text: str) -> Any:
     return q.add_answer(q.Answer(battle_id, side, 1, text, 5, 2, 0.1, 0.2, "stop", style=style))
 
 
-async def seed(store: Store) -> None:
-    for battle_id, a, b, prompt, vote, kind in BATTLES:
+async def seed(store: Store, battles: list[tuple[str, str, str, str, str, str]] = BATTLES) -> None:
+    for battle_id, a, b, prompt, vote, kind in battles:
         mode = "named" if kind == "named" else "anony"
         await store.write(q.create_battle(q.NewBattle(battle_id, mode, a, b, 1.0, "voter", prompt)))
         await store.write(q.add_prompt(battle_id, 1, prompt))

@@ -68,6 +68,27 @@ async def test_the_judge_board_as_json(client: Client) -> None:
     assert human["total_votes"] == 6 and "board" not in human
     judge_votes = await client.app.state.store.fetchone("SELECT COUNT(*) FROM votes WHERE mode = 'judge'")
     assert judge_votes[0] == 6
+    # the judge read "Assistant A/B", never a model's id, name or organization
+    texts = [m.content for r in client.app.state.models.get("judge").engine.requests for m in r.messages]
+    assert texts and all("Assistant" in t for t in texts)
+    for model, (name, _) in MODELS.items():
+        assert not any(s in t for t in texts for s in (model, name, f"Org {name}"))
+
+
+async def test_the_correlation_compares_with_the_human_board(client: Client) -> None:
+    """Voters who prefer the worse answers: the judge's board (x1 > y2 > z3) is the human board reversed."""
+    pairs = [("model-z3", "model-x1"), ("model-z3", "model-y2"), ("model-y2", "model-x1")]
+    reversed_votes = [
+        (f"r{i}-{k}", a, b, "Explain tides.", "model_a", "anony") for i in range(3) for k, (a, b) in enumerate(pairs)
+    ]
+    await seed(client.app.state.store, reversed_votes)
+    client.app.state.models.get("judge").engine = ReadingJudge(max_context=8192)
+    ctx = EvalContext(client.app.state.models, client.app.state.store, client.app.state.metrics)
+    await run_tournament(ctx, SUITE, PLAYERS, "judge")
+    board = (await client.get("/api/v1/leaderboard", params={"board": "judge"})).json()
+    assert [m["model"] for m in board["models"]] == PLAYERS
+    corr = board["correlation"]
+    assert corr["spearman"]["value"] == -1.0 and corr["kendall"]["value"] == -1.0
 
 
 async def test_the_judge_tab_on_the_page(client: Client) -> None:
