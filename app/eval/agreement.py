@@ -32,6 +32,7 @@ from app.rating.intervals import bootstrap_thetas
 from app.rating.numerics import FloatArray
 
 LABELS = ("A", "B", "tie")
+TIE = 2  # the code of "tie" (LABELS[TIE])
 LEVEL = 0.95
 ROUNDS = 1000
 _HUMAN = {"model_a": "A", "model_b": "B", "tie": "tie", "tie (bothbad)": "tie", "A": "A", "B": "B"}
@@ -46,11 +47,18 @@ def label(winner: str) -> str:
 
 
 def _labels(values: ArrayLike) -> np.ndarray:
-    out = np.asarray(values, dtype=object)
-    bad = sorted({str(v) for v in out.tolist()} - set(LABELS))
+    """Verdicts as codes 0 (A), 1 (B), 2 (tie); codes pass through (the bootstrap's resamples)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > TIE):
+            raise ValueError("verdict codes are 0 (A), 1 (B) and 2 (tie)")
+        return arr.astype(np.int8, copy=False)
+    codes = {name: k for k, name in enumerate(LABELS)}
+    found = arr.ravel().tolist()
+    bad = sorted({str(v) for v in found} - set(LABELS))
     if bad:
         raise ValueError(f"verdicts are A, B or tie; got {bad}")
-    return out
+    return np.array([codes[v] for v in found], dtype=np.int8).reshape(arr.shape)
 
 
 def _pair(human: ArrayLike, judge: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +72,7 @@ def agreement_rate(human: ArrayLike, judge: ArrayLike, *, with_ties: bool) -> fl
     """Share of votes where the judge and the human agree; NaN when no vote counts."""
     h, j = _pair(human, judge)
     if not with_ties:
-        keep = (h != "tie") & (j != "tie")
+        keep = (h != TIE) & (j != TIE)
         h, j = h[keep], j[keep]
     return float(np.mean(h == j)) if h.size else math.nan
 
@@ -75,7 +83,8 @@ def cohen_kappa(human: ArrayLike, judge: ArrayLike) -> float:
     if not h.size:
         return math.nan
     observed = float(np.mean(h == j))
-    expected = sum(float(np.mean(h == c)) * float(np.mean(j == c)) for c in LABELS)
+    n = len(LABELS)
+    expected = float(np.bincount(h, minlength=n) @ np.bincount(j, minlength=n)) / h.size**2
     if expected >= 1.0:
         return math.nan
     return (observed - expected) / (1.0 - expected)
@@ -185,7 +194,7 @@ def vote_agreement(
 ) -> VoteAgreement:
     """Agreement rates and κ with bootstrap intervals (one seed: every figure sees the same resamples)."""
     h, j = _pair(human, judge)
-    strict = (h != "tie") & (j != "tie")
+    strict = (h != TIE) & (j != TIE)
 
     def rate_without(a: np.ndarray, b: np.ndarray) -> float:
         return agreement_rate(a, b, with_ties=False)
