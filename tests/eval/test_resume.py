@@ -44,12 +44,14 @@ def test_a_killed_run_resumes_without_duplicates(tmp_path: Path) -> None:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     stored = count(db, "SELECT COUNT(*) FROM battles")
+    answered = count(db, "SELECT COUNT(*) FROM eval_answers")
     assert 4 <= stored < PAIRS
     assert count(db, "SELECT COUNT(*) FROM eval_runs WHERE status = 'running'") == 1  # it never got to say
 
     done = subprocess.run([*cmd, "0"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
     result = json.loads(done.stdout)
     assert result["judge_requests"] == 2 * (PAIRS - stored)  # only the pairs not stored yet
+    assert result["answer_requests"] == PROMPTS * (len(MODELS) + 1) - answered  # only the answers not stored yet
     assert result["tally"]["verdicts_cached"] == 2 * stored and result["tally"]["pairs"] == PAIRS
     assert result["win_rates"]["alpha"]["wins"] == PROMPTS and result["win_rates"]["gamma"]["wins"] == PROMPTS
     assert count(db, "SELECT COUNT(*) FROM battles") == PAIRS
