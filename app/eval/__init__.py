@@ -8,4 +8,6 @@ tournaments), and the figures read from its verdicts.
 - ``store``: the eval tables and the judge battles (mode ``judge``, never the human board's).
 - ``runs``: pairwise against a baseline, single grading, tournaments, with progress.
 - ``results``: MT-bench-style scores, win rates against the baseline, the judge's board.
+- ``agreement``, ``replay``, ``judge_board`` and ``jobs``: judge-human agreement on the stored
+  human battles, the leaderboard's judge tab, and the /admin background job.
 """
