@@ -35,6 +35,7 @@ from app.engines.base import (
     GenerationRequest,
 )
 from app.engines.chat_formats import FORMATS, Prompt
+from app.engines.llamacpp_vision import Media, Projector
 from app.engines.stops import StopMatcher
 
 
@@ -84,6 +85,7 @@ class LlamaWeights:
         self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._contexts: list[Any] = []
         self._adapters: dict[str, Any] = {}  # LoRA GGUF path -> adapter (freed with the model)
+        self._projectors: dict[str, Projector] = {}  # mmproj GGUF path -> projector (freed with the model)
         self._lock = threading.Lock()
         self.size_bytes = os.path.getsize(path)
 
@@ -177,11 +179,23 @@ class LlamaWeights:
         slot.tokens = []
         slot.lora = lora
 
+    def projector(self, path: str, threads: int) -> Projector:
+        """The multimodal projector ``path`` over these weights, loaded once (blocking)."""
+        with self._lock:
+            if path not in self._projectors:
+                projector = Projector(path)
+                projector.load(self._model, threads)
+                self._projectors[path] = projector
+            return self._projectors[path]
+
     def close(self) -> None:
         if self._model is None:
             return
         llama_cpp = _llama()
         with self._lock:
+            for projector in self._projectors.values():
+                projector.close()
+            self._projectors.clear()
             for ctx in self._contexts:
                 llama_cpp.llama_free(ctx)
             self._contexts.clear()
@@ -214,11 +228,14 @@ class LlamaCppEngine(Engine):
         parallel: int = 2,
         max_queue: int = 16,
         lora: str = "",
+        projector: Projector | None = None,
     ) -> None:
         if chat_format not in FORMATS:
             raise ValueError(f"unknown chat_format {chat_format!r}; known: {sorted(FORMATS)}")
         self.weights = weights
         self.lora = lora  # a LoRA adapter GGUF applied over the shared weights ("" for none)
+        self.projector = projector  # the mmproj that lets this model see images
+        self.vision = projector is not None
         self.budget = budget
         self.format = FORMATS[chat_format]
         self.max_context = weights.n_ctx
@@ -245,17 +262,33 @@ class LlamaCppEngine(Engine):
             return self.format(request.messages)
         return Prompt(request.prompt or "")
 
+    async def _prompt(self, request: GenerationRequest) -> tuple[Prompt, list[int], Media | None, int]:
+        """(prompt, its tokens, its images' chunks, prompt size in tokens); images are tokenized
+        by the projector in a worker thread, and the size counts their tokens."""
+        if self.projector is None or not any(m.images for m in request.messages or []):
+            prompt = self.render(request)
+            tokens = self.weights.tokenize(prompt.text)
+            return prompt, tokens, None, len(tokens)
+        prompt = self.format(self.projector.messages(request.messages or []))
+        images = [image.data for m in request.messages or [] for image in m.images]
+        media = await asyncio.to_thread(self.projector.tokenize, prompt.text, images)
+        return prompt, [], media, media.n_tokens
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        prompt = self.render(request)
-        tokens = self.weights.tokenize(prompt.text)
+        prompt, tokens, media, n_prompt = await self._prompt(request)
         n_ctx = self.max_context
-        room = n_ctx - len(tokens)
+        room = n_ctx - n_prompt
         wanted = request.max_tokens
         if room <= 0 or (wanted is not None and request.max_tokens_explicit and wanted > room):
-            raise ContextLengthExceeded(n_ctx, len(tokens), wanted if request.max_tokens_explicit else None)
+            self._free(media)
+            raise ContextLengthExceeded(n_ctx, n_prompt, wanted if request.max_tokens_explicit else None)
         max_tokens = min(wanted or room, room)
         stops = list(request.stop) + list(prompt.stop)
-        await self.gate.acquire()
+        try:
+            await self.gate.acquire()
+        except BaseException:
+            self._free(media)
+            raise
         self._requests += 1
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[Delta | BaseException] = asyncio.Queue()
@@ -265,7 +298,8 @@ class LlamaCppEngine(Engine):
         def push(item: Delta | BaseException) -> None:
             loop.call_soon_threadsafe(out.put_nowait, item)
 
-        future = loop.run_in_executor(self._executor, self._work, tokens, max_tokens, stops, request, cancel, push)
+        work = (tokens, max_tokens, stops, request, cancel, push, media)
+        future = loop.run_in_executor(self._executor, self._work, *work)
         try:
             while True:
                 item = await out.get()
@@ -303,21 +337,24 @@ class LlamaCppEngine(Engine):
         request: GenerationRequest,
         cancel: threading.Event,
         push: Any,
+        media: Media | None = None,
     ) -> None:
         weights = self.weights
         try:
             slot = weights.acquire()
         except Exception as exc:  # noqa: BLE001 - reported to the client as an engine error
+            self._free(media)
             push(EngineError(str(exc)))
             return
         try:
             weights.use_adapter(slot, self.lora)
             with self.budget.stream():
-                self._generate(slot, tokens, max_tokens, stops, request, cancel, push)
+                self._generate(slot, tokens, max_tokens, stops, request, cancel, push, media)
         except Exception as exc:  # noqa: BLE001
             slot.tokens = []
             push(EngineError(f"generation failed: {exc}"))
         finally:
+            self._free(media)
             weights.release(slot)
 
     def _generate(
@@ -329,13 +366,14 @@ class LlamaCppEngine(Engine):
         request: GenerationRequest,
         cancel: threading.Event,
         push: Any,
+        media: Media | None = None,
     ) -> None:
         llama_cpp = _llama()
         weights, ctx = self.weights, slot.ctx
-        n_prompt = len(tokens)
+        n_prompt = media.n_tokens if media is not None else len(tokens)
         threads = self.budget.threads()
         llama_cpp.llama_set_n_threads(ctx, threads, self.budget.cores)
-        self._prefill(slot, tokens)
+        self._prefill_media(slot, media) if media is not None else self._prefill(slot, tokens)
         sampler = self._sampler(request)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         matcher = StopMatcher(stops)
@@ -401,6 +439,19 @@ class LlamaCppEngine(Engine):
                 slot.tokens = []
                 raise EngineError("llama_decode failed on the prompt")
             slot.tokens.extend(chunk)
+
+    def _free(self, media: Media | None) -> None:
+        if media is not None and self.projector is not None:
+            self.projector.free(media)
+
+    def _prefill_media(self, slot: _Slot, media: Media) -> None:
+        """Decode a prompt with images from position 0 (no prefix reuse: image chunks have no token ids)."""
+        llama_cpp = _llama()
+        assert self.projector is not None
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(slot.ctx), True)
+        slot.tokens = []
+        n_past = self.projector.evaluate(slot.ctx, media, self.weights.n_batch)
+        slot.tokens = [-1] * n_past  # matches no prompt: the next request starts from a clear cache
 
     def _sampler(self, request: GenerationRequest) -> Any:
         llama_cpp = _llama()

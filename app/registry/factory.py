@@ -38,6 +38,8 @@ def check_weights(spec: ModelSpec, allowed_dirs: list[Path] | None) -> None:
     """Refuse weights that don't exist, aren't a model, or lie outside ``allowed_dirs``."""
     if spec.lora:
         check_lora(spec, allowed_dirs)
+    if spec.mmproj or (spec.vision and resolve_kind(spec) == "llama.cpp"):
+        check_mmproj(spec, allowed_dirs)
     if spec.engine in ("remote", "scripted") or spec.weights.startswith(BUNDLED_PREFIX):
         return
     if not spec.weights:
@@ -67,6 +69,24 @@ def check_lora(spec: ModelSpec, allowed_dirs: list[Path] | None) -> None:
         raise WeightsError(f"lora {spec.lora!r} lies outside the model folders")
     if not is_gguf(path):
         raise WeightsError(f"lora {spec.lora!r} is not a GGUF file")
+
+
+def check_mmproj(spec: ModelSpec, allowed_dirs: list[Path] | None) -> None:
+    """A llama.cpp vision model's projector: a GGUF file (inside the model folders) that exists."""
+    if resolve_kind(spec) != "llama.cpp":
+        raise WeightsError(f"model {spec.id!r}: mmproj needs the llama.cpp engine over GGUF weights")
+    if not spec.mmproj:
+        raise WeightsError(
+            f"model {spec.id!r}: vision = true on llama.cpp needs mmproj, the projector GGUF that comes with the model"
+        )
+    path = Path(spec.mmproj).resolve()
+    roots = [d.resolve() for d in allowed_dirs or []]
+    if allowed_dirs is not None and not any(path == r or r in path.parents for r in roots):
+        raise WeightsError(f"mmproj {spec.mmproj!r} lies outside the model folders")
+    if not path.is_file():
+        raise WeightsError(f"model {spec.id!r}: the projector file (mmproj) {spec.mmproj} does not exist")
+    if not is_gguf(path):
+        raise WeightsError(f"model {spec.id!r}: the projector file (mmproj) {spec.mmproj} is not a GGUF file")
 
 
 def cuda_available() -> bool:
@@ -182,12 +202,18 @@ class EngineFactory:
         raise EngineError(f"unknown engine {kind!r}")
 
     async def _llamacpp(self, spec: ModelSpec, path: str, n_ctx: int) -> Engine:
+        if spec.mmproj or spec.vision:  # a missing projector is refused before the weights load
+            try:
+                check_mmproj(spec, None)
+            except WeightsError as exc:
+                raise EngineError(str(exc)) from None
         weights = self._weights.get(path)
         if weights is None:
             await self._check(path)
             weights = LlamaWeights(path, n_ctx=n_ctx)
             await asyncio.to_thread(weights.load)
             self._weights[path] = weights
+        projector = await asyncio.to_thread(weights.projector, spec.mmproj, self.budget.cores) if spec.mmproj else None
         engine = LlamaCppEngine(
             weights,
             self.budget,
@@ -195,6 +221,7 @@ class EngineFactory:
             parallel=self.parallel,
             max_queue=self.max_queue,
             lora=spec.lora,
+            projector=projector,
         )
         engine.max_context = min(spec.context_length, weights.n_ctx)
         return engine
