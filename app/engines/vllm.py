@@ -11,6 +11,9 @@ and ``vllm/sampling_params.py`` sources; it has been stable across the 0.2x-0.3x
   it aborts the request inside vLLM, and ``AsyncLLM.abort(request_id)`` takes our own id;
 - ``AsyncLLM.get_tokenizer()`` (plain in 0.3x, a coroutine in older lines: both handled),
   ``check_health()``, ``shutdown()``, ``model_config.max_model_len``;
+- images: ``generate({"prompt": text, "multi_modal_data": {"image": PIL image or list}}, ...)``
+  with the text from the chat template (image parts become the model's placeholders, which vLLM
+  expands); ``model_config.is_multimodal_model`` says whether the checkpoint takes images;
 - ``SamplingParams(..., output_kind=RequestOutputKind.DELTA)`` so each output holds only the new
   text and token ids, and ``structured_outputs=StructuredOutputsParams(json=schema)`` (the
   ``guided_*`` fields were removed in 0.12).
@@ -21,6 +24,7 @@ can check this adapter against a stand-in without vLLM or a GPU.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import inspect
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -100,6 +104,7 @@ class VLLMEngine(Engine):
         self._api: VLLMApi | None = None
         self._engine: Any = None
         self._tokenizer: Any = None
+        self._chat: Any = None  # what renders chat with image parts: the HF processor, else the tokenizer
         # vLLM batches ``parallel`` sequences itself; the gate bounds what waits beyond that.
         self.gate = Gate(parallel, max_queue)
         self._requests_total = 0
@@ -126,6 +131,8 @@ class VLLMEngine(Engine):
             tokenizer = await tokenizer
         self._api, self._engine, self._tokenizer = api, engine, tokenizer
         self.structured = api.structured_outputs is not None
+        self.vision = bool(getattr(getattr(engine, "model_config", None), "is_multimodal_model", False))
+        self._chat = _processor(self.path) or tokenizer if self.vision else tokenizer
         model_len = getattr(getattr(engine, "model_config", None), "max_model_len", None)
         self.max_context = int(self.max_model_len or model_len or self.max_context)
 
@@ -181,20 +188,20 @@ class VLLMEngine(Engine):
             raise EngineError("The vLLM engine is not started.")
         if request.max_tokens is not None and request.max_tokens < 1:
             raise EngineError("max_tokens must be at least 1.")
-        prompt_ids = self.encode_prompt(request)
-        n_prompt = len(prompt_ids)
+        prompt, n_prompt = await self._prompt(request)
         budget = self.max_context - n_prompt
         if budget < 1 or (request.max_tokens is not None and request.max_tokens > budget):
             raise ContextLengthExceeded(self.max_context, n_prompt, request.max_tokens)
         params = api.sampling_params(**self._sampling_kwargs(api, request, budget, json_schema))
 
         await self.gate.acquire()
-        outputs = engine.generate({"prompt_token_ids": prompt_ids}, params, request.request_id)
+        outputs = engine.generate(prompt, params, request.request_id)
         self._requests_total += 1
         completion = 0
         finished = False
         try:
             async for out in outputs:
+                n_prompt = len(getattr(out, "prompt_token_ids", None) or []) or n_prompt  # images expanded
                 choice = out.outputs[0]
                 completion += len(choice.token_ids)
                 if out.finished:
@@ -214,6 +221,26 @@ class VLLMEngine(Engine):
                 await outputs.aclose()
                 await engine.abort(request.request_id)
         raise EngineError("vLLM ended the stream without finishing the request.")
+
+    async def _prompt(self, request: GenerationRequest) -> tuple[dict[str, Any], int]:
+        """vLLM's prompt and its size: token ids, or, with images, the templated text plus the
+        images (decoded in a worker thread); vLLM's first output gives the expanded size."""
+        if self.vision and any(m.images for m in request.messages or []):
+            messages = request.messages or []
+            chat = [
+                {
+                    "role": "system" if m.role == "developer" else m.role,
+                    "content": [{"type": "image"} for _ in m.images] + [{"type": "text", "text": m.content}],
+                }
+                for m in messages
+            ]
+            text = self._chat.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+            images = await asyncio.to_thread(_pictures, [image.data for m in messages for image in m.images])
+            data = {"image": images[0] if len(images) == 1 else images}
+            n_prompt = len(self._tokenizer.encode(text, add_special_tokens=False))  # before the images expand
+            return {"prompt": text, "multi_modal_data": data}, n_prompt
+        prompt_ids = self.encode_prompt(request)
+        return {"prompt_token_ids": prompt_ids}, len(prompt_ids)
 
     def _sampling_kwargs(
         self,
@@ -236,3 +263,26 @@ class VLLMEngine(Engine):
                 raise EngineError("This vLLM build has no structured outputs.")
             kwargs["structured_outputs"] = api.structured_outputs(json=dict(json_schema))
         return kwargs
+
+
+def _processor(path: str) -> Any:
+    """The checkpoint's HF processor (its chat template knows image parts), or None."""
+    try:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(path)
+    except Exception:  # noqa: BLE001 - no processor: the tokenizer's template serves
+        return None
+
+
+def _pictures(images: list[bytes]) -> list[Any]:
+    """Cleaned image bytes as RGB PIL images, as vLLM's multi_modal_data takes them."""
+    import io
+
+    from PIL import Image as PILImage
+
+    out = []
+    for data in images:
+        with PILImage.open(io.BytesIO(data)) as picture:
+            out.append(picture.convert("RGB"))
+    return out
