@@ -458,3 +458,9 @@ async def test_admin_and_arena_models_show_vision(vision_app, tmp_path: Path, ca
     rows = [line for line in lines[1:] if line.strip() and not set(line) <= {"-", " "}]
     listed = {line.split()[0]: line[at:].split()[0] for line in rows}
     assert listed == {**dict.fromkeys(TEXT, "no"), **dict.fromkeys(SEEING, "yes")}
+    flags = ["--models", str(settings.models), "--db", str(settings.db), "--port", port]
+    assert arena_cli(["models", "add", "eye-9", "--engine", "scripted", "--vision", *flags]) == 0
+    assert arena_cli(["models", *flags]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(line for line in lines if line.startswith("eye-9 "))
+    assert row[lines[0].index("VISION") :].split()[0] == "yes"
