@@ -462,5 +462,6 @@ async def test_admin_and_arena_models_show_vision(vision_app, tmp_path: Path, ca
     assert arena_cli(["models", "add", "eye-9", "--engine", "scripted", "--vision", *flags]) == 0
     assert arena_cli(["models", *flags]) == 0
     lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("ID "))
     row = next(line for line in lines if line.startswith("eye-9 "))
-    assert row[lines[0].index("VISION") :].split()[0] == "yes"
+    assert row[header.index("VISION") :].split()[0] == "yes"
