@@ -145,6 +145,8 @@ async def test_too_few_vision_models_is_a_clear_503(vision_app) -> None:
         assert counts(app)["battles"] == 0
         r = await client.post("/api/v1/battles", json={"prompt": "What is it?", "images": [data_url(png())]})
         assert r.status_code == 503 and "vision models" in r.json()["error"]["message"]
+        r = await client.post("/api/v1/battles", json={"prompt": "What is it?", "images": [data_url(SVG)]})
+        assert r.status_code == 400  # a bad file is the client's mistake, whatever models there are
 
 
 async def test_a_picked_text_model_with_an_image_is_400(vision_app) -> None:

@@ -154,9 +154,8 @@ class Arena:
         """A new battle; ``images`` (raw bytes, declared type) go with the first prompt. Every
         check runs before anything is stored: a refused battle leaves no row and no file."""
         prompt = self._check_prompt(prompt)
-        bi.check_count(self.images, len(images))
-        sides, prob = await self._sides(mode, models, vision=bool(images))
-        checked = await bi.check_uploads(self.images, images)
+        checked = await bi.check_uploads(self.images, images)  # a bad file is a 400 whatever the models
+        sides, prob = await self._sides(mode, models, vision=bool(checked))
         self._admit(voter_hash, sides)
         await self._moderate(prompt, checked, Origin("battle", voter_hash=voter_hash, model=" ".join(sides.values())))
         battle = LiveBattle(uuid.uuid4().hex, mode, sides)
