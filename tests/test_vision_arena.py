@@ -295,6 +295,15 @@ async def test_bad_input_is_4xx_and_stores_nothing(vision_app, case: str) -> Non
         assert stored_files(app) == []
 
 
+async def test_an_image_field_that_is_not_a_file_is_refused(vision_app) -> None:
+    app = vision_app()
+    async with serve(app) as client:
+        data = {"prompt": "What?", "mode": "anony", "image": data_url(png())}
+        r = await client.post("/battle", data=data, headers=await csrf(client))
+        assert r.status_code == 400 and "as a file" in parse_html(r.text).text()
+        assert counts(app)["battles"] == 0
+
+
 async def test_an_oversized_image_is_refused_and_stores_nothing(vision_app) -> None:
     big = noise_png(200, 200)  # about 120 KB of noise
     app = vision_app(image_max_mb=0.05)

@@ -42,6 +42,8 @@ async def _uploads(form: Any) -> list[Upload]:
             data = await item.read()
             if data or item.filename:
                 uploads.append((data, item.content_type))
+        elif item:
+            raise Invalid("Send the image as a file (multipart/form-data).", param="image")
     return uploads
 
 
