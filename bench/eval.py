@@ -6,7 +6,7 @@ and the harness's overhead against raw engine generation of the very same judge 
           round): rendering, generate.start at eval priority, parsing, and one transaction per pair
           (two verdicts, the battle, its messages and vote)
 
-Greedy judge, one stream, the same prompts in the same order; rounds alternate anchor and ours.
+Greedy judge, one stream, the same prompts in the same order; rounds alternate anchor and ours (ABBA).
 The two must generate the same number of tokens (printed), or the comparison is void.
 Target: harness <= 5% of the time.
 
@@ -58,12 +58,15 @@ async def judge_prompts(ctx: EvalContext, suite: Suite) -> list[str]:
     return texts
 
 
-async def raw(ctx: EvalContext, texts: list[str], generate: Any = None) -> tuple[float, int]:
+Row = tuple[float, float, int]  # wall seconds, process CPU seconds (llama.cpp's threads included), tokens
+
+
+async def raw(ctx: EvalContext, texts: list[str], generate: Any = None) -> Row:
     engine = ctx.models.get(GREEDY).engine
     assert engine is not None
     generate = generate or engine.generate
     tokens = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for i, text in enumerate(texts):
         request = GenerationRequest(
             f"raw-{i}",
@@ -77,7 +80,7 @@ async def raw(ctx: EvalContext, texts: list[str], generate: Any = None) -> tuple
         async for delta in generate(request):
             last = delta
         tokens += last.completion_tokens if last else 0
-    return time.perf_counter() - started, tokens
+    return time.perf_counter() - started, time.process_time() - cpu, tokens
 
 
 class EngineClock:
@@ -97,13 +100,15 @@ class EngineClock:
             self.seconds += time.perf_counter() - started
 
 
-async def ours(ctx: EvalContext, suite: Suite, clock: EngineClock) -> tuple[float, int, float, Any]:
+async def ours(ctx: EvalContext, suite: Suite, clock: EngineClock) -> tuple[Row, float, Any]:
     await ctx.store.write(clear_verdicts)
     entry = ctx.models.get(GREEDY)
     before, inside = entry.stats.tokens, clock.seconds
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = await run_pairwise(ctx, suite, [SAMPLED], GREEDY, GREEDY)
-    return time.perf_counter() - started, entry.stats.tokens - before, clock.seconds - inside, result
+    wall = time.perf_counter() - started
+    row = (wall, time.process_time() - cpu, entry.stats.tokens - before)
+    return row, 1 - (clock.seconds - inside) / wall, result
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -117,16 +122,19 @@ async def bench(args: argparse.Namespace) -> None:
         texts = await judge_prompts(ctx, suite)  # answers generated and cached; the engines warm
         answers_s = time.perf_counter() - began
         await raw(ctx, texts[:1])  # warm the judge path once
-        rows: dict[str, list[tuple[float, int]]] = {"anchor": [], "ours": []}
+        rows: dict[str, list[Row]] = {"anchor": [], "ours": []}
         last: Any = None
         clock = EngineClock(ctx.models.get(GREEDY).engine)
-        inside: list[float] = []
-        for _ in range(args.rounds):
-            seconds, tokens, engine_s, last = await ours(ctx, suite, clock)
-            rows["ours"].append((seconds, tokens))
-            inside.append(1 - engine_s / seconds)
-            rows["anchor"].append(await raw(ctx, texts, clock.original))
-    report(args, suite, len(texts), answers_s, rows, last, inside)
+        outside: list[float] = []
+        for round_ in range(args.rounds):  # ABBA: a drift in the machine's load hits both alike
+            if round_ % 2:
+                rows["anchor"].append(await raw(ctx, texts, clock.original))
+            row, share, last = await ours(ctx, suite, clock)
+            rows["ours"].append(row)
+            outside.append(share)
+            if not round_ % 2:
+                rows["anchor"].append(await raw(ctx, texts, clock.original))
+    report(args, suite, len(texts), answers_s, rows, last, outside)
 
 
 def report(
@@ -134,29 +142,30 @@ def report(
     suite: Suite,
     n: int,
     answers_s: float,
-    rows: dict[str, Any],
+    rows: dict[str, list[Row]],
     last: Any,
-    inside: list[float],
+    outside: list[float],
 ) -> None:
     print(
         f"eval bench: bundled Gemma 3 270M judging {SAMPLED} vs {GREEDY}; {len(suite.prompts)} prompts x 2 orders"
-        f" = {n} judge replies per round, max {args.judge_max_tokens} tokens, {args.rounds} rounds, one stream"
+        f" = {n} judge replies per round, max {args.judge_max_tokens} tokens, {args.rounds} rounds (ABBA), one stream"
     )
     print(f"answers (2 models x {len(suite.prompts)} prompts, max {args.max_tokens} tokens): {answers_s:.1f} s")
-    print(f"{'system':<34}{'seconds/round':>14}{'verdicts/s':>12}{'tokens/round':>14}")
-    means = {}
+    print(f"{'system':<32}{'wall s/round':>13}{'cpu s/round':>13}{'verdicts/s':>12}{'tokens/round':>14}")
+    wall, cpu = {}, {}
     for name, label in (("anchor", "anchor: raw llama.cpp engine"), ("ours", "ours: arena eval harness")):
-        seconds = statistics.median(s for s, _ in rows[name])
-        tokens = sorted({t for _, t in rows[name]})
-        means[name] = seconds
-        print(f"{label:<34}{seconds:>14.2f}{n / seconds:>12.2f}{'/'.join(map(str, tokens)):>14}")
-    overhead = (means["ours"] - means["anchor"]) / means["ours"]
-    print(
-        f"harness overhead vs the anchor (medians, {args.rounds} alternating rounds): {overhead * 100:+.1f}% (target <= 5%)"
-    )
-    print(
-        f"harness time outside the engine's streams, same run: {statistics.median(inside) * 100:.2f}% (median of rounds)"
-    )
+        wall[name] = statistics.median(r[0] for r in rows[name])
+        cpu[name] = statistics.median(r[1] for r in rows[name])
+        tokens = "/".join(str(t) for t in sorted({r[2] for r in rows[name]}))
+        print(f"{label:<32}{wall[name]:>13.2f}{cpu[name]:>13.2f}{n / wall[name]:>12.2f}{tokens:>14}")
+    pairs = ", ".join(f"{a[0]:.2f}/{o[0]:.2f}" for a, o in zip(rows["anchor"], rows["ours"], strict=True))
+    print(f"per round, wall s (anchor/ours): {pairs}")
+    for label, m in (("wall", wall), ("cpu", cpu)):
+        print(
+            f"harness overhead vs the anchor, {label} time (medians): {(m['ours'] - m['anchor']) / m['ours'] * 100:+.1f}%"
+            " (target <= 5%)"
+        )
+    print(f"harness time outside the engine's streams, same rounds: {statistics.median(outside) * 100:.2f}%")
     t = last.tally
     print(
         f"last round: {t.pairs} pairs decided, {t.ties} ties, {t.parse_failures} replies did not parse "

@@ -126,6 +126,8 @@ def _execute(args: argparse.Namespace, ids: list[str], play: Callable[..., Any])
     settings = eval_settings(args)
     try:
         return asyncio.run(_run(args, settings, ids, play))
+    except KeyboardInterrupt:
+        raise CommandError("interrupted; the same command continues where this one stopped") from None
     except (DomainError, SuiteError, TemplateError, ModelsFileError, ValueError, OSError) as exc:
         raise CommandError(str(exc)) from None
 
