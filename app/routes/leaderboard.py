@@ -14,8 +14,7 @@ from litestar.response import Template
 
 from app.arena.leaderboard import Service, load_categories
 from app.errors import Invalid
-from app.eval.agreement import rank_agreement, rank_json
-from app.eval.judge_board import judge_columns, with_columns
+from app.eval.judge_board import judge_board_json, judge_ids
 from app.rating.board import Query, make_query
 from app.rating.options import Options
 from app.registry.core import Registry
@@ -57,32 +56,14 @@ def _query(state: State, params: dict[str, str]) -> Query:
 
 
 BOARDS = ("human", "judge")
-JUDGE_PREFIX = "judge:"  # a judge's battles are counted in mode "judge", category "judge:<model id>"
-CORRELATION_ROUNDS = 100  # bootstrap refits per board for the correlation's interval
-
-
-async def judge_ids(state: State) -> list[str]:
-    """The judges with verdicts stored, by model id."""
-    categories = await load_categories(state.store, mode="judge")
-    return sorted(c.removeprefix(JUDGE_PREFIX) for c in categories if c.startswith(JUDGE_PREFIX))
 
 
 async def _judge_board(state: State, params: dict[str, str]) -> dict[str, Any]:
-    """A judge's Bradley–Terry board, its rank correlation with the human board (overall), and
-    the judge's benchmark columns."""
-    service: Service = state.leaderboard
-    judges = await judge_ids(state)
-    judge = params.get("judge") or (judges[0] if judges else "")
+    judge = params.get("judge") or ""
     if len(judge) > 200:
         raise Invalid("judge is too long", param="judge")
-    category = JUDGE_PREFIX + judge
-    query = make_query(category=category, mode="judge", ci=params.get("ci") or "sandwich", provisional_votes=0)
-    out = await service.board(metadata(state.models), query)
-    human, own = await service.counts("overall"), await service.counts(category, "judge")
-    ranks = await service.in_worker(lambda: rank_agreement(human.cells(), own.cells(), rounds=CORRELATION_ROUNDS))
-    out.update(board="judge", judge=judge, judges=judges, correlation=rank_json(ranks))
-    with_columns(out, await judge_columns(state.store, judge))
-    return out
+    ci = params.get("ci") or "sandwich"
+    return await judge_board_json(state.leaderboard, state.store, metadata(state.models), judge, ci)
 
 
 async def _board(state: State, params: dict[str, str]) -> dict[str, Any]:
@@ -105,7 +86,7 @@ async def _screen(request: HTMXRequest, state: State) -> LeaderboardScreen:
     board = await _board(state, params)
     service: Service = state.leaderboard
     counts = await service.counts(board["category"], "judge" if board.get("board") == "judge" else "anony")
-    judges = await judge_ids(state)
+    judges = await judge_ids(state.store)
     return leaderboard_screen(board, params, await load_categories(state.store), counts, judges=judges)
 
 
