@@ -8,6 +8,7 @@ a redirect is followed only to another allowed host.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from urllib.parse import urljoin, urlsplit
 
@@ -42,10 +43,30 @@ def check_url(url: str, domains: Sequence[str], *, param: str) -> None:
         )
 
 
-async def fetch(url: str, domains: Sequence[str], *, max_bytes: int, timeout: float, param: str) -> tuple[str, bytes]:
-    """(Content-Type, bytes) of an allowed https URL; :class:`Invalid` for anything else."""
+async def fetch(
+    url: str,
+    domains: Sequence[str],
+    *,
+    max_bytes: int,
+    timeout: float,
+    param: str,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> tuple[str, bytes]:
+    """(Content-Type, bytes) of an allowed https URL, within ``timeout`` seconds in all;
+    :class:`Invalid` for anything else."""
     check_url(url, domains, param=param)
-    async with httpx.AsyncClient(follow_redirects=False, timeout=timeout, trust_env=False) as client:
+    try:
+        async with asyncio.timeout(timeout):
+            return await _get(url, domains, max_bytes, param, transport)
+    except TimeoutError:
+        raise Invalid(f"The image URL took longer than {timeout:g} s.", param=param) from None
+
+
+async def _get(
+    url: str, domains: Sequence[str], max_bytes: int, param: str, transport: httpx.AsyncBaseTransport | None
+) -> tuple[str, bytes]:
+    client = httpx.AsyncClient(follow_redirects=False, trust_env=False, transport=transport)
+    async with client:
         for _hop in range(REDIRECTS + 1):
             try:
                 async with client.stream("GET", url, headers={"Accept": "image/png, image/jpeg, image/webp"}) as reply:
@@ -62,6 +83,9 @@ async def fetch(url: str, domains: Sequence[str], *, max_bytes: int, timeout: fl
 
 
 async def _body(reply: httpx.Response, max_bytes: int, param: str) -> bytes:
+    declared = reply.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise Invalid(f"The image at the URL is larger than {max_bytes} bytes.", param=param, code="image_too_large")
     chunks: list[bytes] = []
     size = 0
     async for chunk in reply.aiter_bytes():
