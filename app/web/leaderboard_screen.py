@@ -193,7 +193,8 @@ def filtered(board: Mapping[str, Any], params: Mapping[str, str]) -> list[dict[s
 def link(params: Mapping[str, str], **changes: str) -> str:
     """This page with ``changes`` made to its query; empty parameters are left out."""
     merged = {**params, **changes}
-    return "/leaderboard?" + urlencode({k: v for k, v in merged.items() if v})
+    query = urlencode({k: v for k, v in merged.items() if v})
+    return f"/leaderboard?{query}" if query else "/leaderboard"
 
 
 def column(params: Mapping[str, str], key: str, title: str) -> Column:
@@ -256,7 +257,8 @@ def board_tabs(params: Mapping[str, str], judges: Sequence[str], board: str, jud
     """The human board's tab and one per judge (none when no judge has verdicts)."""
     if not judges:
         return []
-    human = Tab("", "Human votes", link(params, board="", judge=""), board != "judge")
+    category = "" if board == "judge" else params.get("category", "")  # a judge's category is not the human board's
+    human = Tab("", "Human votes", link(params, board="", judge="", category=category), board != "judge")
     return [human] + [
         Tab(
             f"judge:{j}",

@@ -123,3 +123,41 @@ async def test_no_judge_no_tab_and_bad_parameters(client: Client) -> None:
     assert (empty["models"], empty["judges"], empty["correlation"]["models"]) == ([], [], [])
     r = await client.get("/api/v1/leaderboard", params={"board": "robots"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "board"
+
+
+def test_the_board_tabs_of_the_screen() -> None:
+    """Built without HTTP: the human tab leaves a judge's category behind, a judge tab the human one."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from app.web.leaderboard_screen import leaderboard_screen
+
+    def query(url: str) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(url).query)
+
+    board = {
+        "models": [],
+        "total_votes": 0,
+        "updated": 0.0,
+        "category": "judge:j1",
+        "style_control": False,
+        "benchmarks": [],
+        "board": "judge",
+        "judge": "j1",
+        "correlation": None,
+    }
+    params = {"board": "judge", "judge": "j1", "category": "judge:j1", "license": "MIT"}
+    screen = leaderboard_screen(board, params, ["overall"], None, judges=["j1", "j2"])
+    assert [(t.label, t.selected) for t in screen.boards] == [
+        ("Human votes", False),
+        ("Judge: j1", True),
+        ("Judge: j2", False),
+    ]
+    assert query(screen.boards[0].url) == {"license": ["MIT"]}
+    assert query(screen.boards[2].url) == {"board": ["judge"], "judge": ["j2"], "license": ["MIT"]}
+    assert screen.tabs == [] and screen.correlation is None
+    human = leaderboard_screen(
+        {**board, "board": "human", "category": "coding"}, {"category": "coding"}, ["coding"], None, judges=["j1"]
+    )
+    assert query(human.boards[0].url) == {"category": ["coding"]} and human.boards[0].selected
+    assert query(human.boards[1].url) == {"board": ["judge"], "judge": ["j1"]}
+    assert leaderboard_screen({**board, "board": "human"}, {}, [], None).boards == []
