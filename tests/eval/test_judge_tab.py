@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from app.errors import Invalid
 from app.eval.context import EvalContext
 from app.eval.runs import run_pairwise, run_single, run_tournament
 from app.eval.suites import Prompt, Suite
+from app.rating.board import make_query
 from app.server import create_app
 from app.settings import Settings
 from tests.eval.human_battles import MODELS, MODELS_TOML, ReadingJudge, seed
@@ -123,6 +125,10 @@ async def test_no_judge_no_tab_and_bad_parameters(client: Client) -> None:
     assert (empty["models"], empty["judges"], empty["correlation"]["models"]) == ([], [], [])
     r = await client.get("/api/v1/leaderboard", params={"board": "robots"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "board"
+    r = await client.get("/api/v1/leaderboard", params={"board": "judge", "judge": "j" * 201})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "judge"
+    with pytest.raises(Invalid):
+        make_query(mode="named")  # the board reads anony (human) or judge battles, nothing else
 
 
 def test_the_board_tabs_of_the_screen() -> None:
