@@ -46,7 +46,7 @@ def test_cohen_kappa_by_hand() -> None:
     assert cohen_kappa(["A", "A", "A", "B"], ["A", "A", "B", "B"]) == pytest.approx(0.5)
 
 
-def test_kappa_matches_sklearn_formula_on_random_votes() -> None:
+def test_kappa_matches_its_definition_on_a_scipy_contingency_table() -> None:
     """Cross-check on random votes with scipy's contingency table (kappa from its definition)."""
     rng = np.random.default_rng(5)
     human = rng.choice(["A", "B", "tie"], size=300, p=[0.45, 0.4, 0.15])
