@@ -128,3 +128,18 @@ def test_both_orders_combine() -> None:
     assert combine("A>B", "A>B") == "tie"  # the judge picked whoever came first: inconsistent
     assert combine("A=B", "A=B") == "tie" and combine("A>B", "A=B") == "tie"
     assert combine(None, "A>B") is None and combine("A>B", None) is None
+
+
+def test_the_demo_suite_and_templates_ship_with_the_package() -> None:
+    """Every file under app/eval/suites and app/eval/templates matches the package data globs."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["app"]
+    shipped = [
+        p.relative_to(root / "app").as_posix()
+        for d in ("suites", "templates")
+        for p in (root / "app" / "eval" / d).iterdir()
+    ]
+    assert shipped and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in shipped), (shipped, globs)
