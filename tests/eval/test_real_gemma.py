@@ -63,7 +63,9 @@ def test_gemma_answers_and_judges_a_suite_over_the_real_server(
     pairs = tally["pairs"]
     assert 3 - pairs <= tally["parse_failures"] <= 6 - 2 * pairs  # an undecided pair lacks at least one verdict
     answers = rows(db, "SELECT * FROM eval_answers")
-    assert len(answers) == 6 and all(any(t["text"].strip() for t in json.loads(a["answers"])) for a in answers)
+    assert len(answers) == 6 and {a["model"] for a in answers} == {GREEDY, SAMPLED}
+    greedy = [a for a in answers if a["model"] == GREEDY]  # deterministic, so never empty by chance
+    assert all(json.loads(a["answers"])[0]["text"].strip() and a["completion_tokens"] > 0 for a in greedy)
     verdicts = rows(db, "SELECT * FROM eval_verdicts WHERE kind = 'pairwise'")
     assert len(verdicts) == 6
     for v in verdicts:  # what was stored is what the strict parser reads in the raw reply, nothing guessed
