@@ -315,18 +315,27 @@ async def run_tournament(
 async def _grade(run: Run, prompt: Prompt, task: asyncio.Task[StoredAnswer | None], model: str) -> None:
     answer = await task
     if answer is None:
-        run.steps.tick()
+        run.steps.tick(len(prompt.turns))
         return
-    reference = prompt.reference if uses_reference(prompt.category, prompt.reference) else ()
+    await asyncio.gather(*(_grade_turn(run, prompt, answer, turn) for turn in range(1, len(prompt.turns) + 1)))
+
+
+async def _grade_turn(run: Run, prompt: Prompt, answer: StoredAnswer, turn: int) -> None:
+    """Like MT-bench, each turn gets its own grade: the judge reads the conversation up to that turn
+    (and the references up to it) and grades its last answer. A later turn's verdict row has the
+    prompt id ``ID#N``."""
+    reference = prompt.reference[:turn] if uses_reference(prompt.category, prompt.reference) else ()
     template = load_template("single_ref", run.ctx.templates) if reference else run.template
-    key = verdict_key("single", run.judge, run.suite.name, answer.key, "", template.sha256)
+    key = verdict_key(
+        "single", run.judge, run.suite.name, answer.key, "" if turn == 1 else f"turn:{turn}", template.sha256
+    )
     row = await run.ctx.store.fetchone("SELECT score FROM eval_verdicts WHERE key = ?", (key,))
     if row is not None:
         run.tally.verdicts_cached += 1
         score = row["score"]
     else:
         try:
-            v = await judge_single(run.ctx, run.judge, prompt.turns, answer.texts, template, reference)
+            v = await judge_single(run.ctx, run.judge, prompt.turns[:turn], answer.texts[:turn], template, reference)
         except FAILURES as exc:
             log.warning("judge %s failed on %s: %s", run.judge, prompt.id, exc)
             run.tally.judge_failures += 1
@@ -335,9 +344,10 @@ async def _grade(run: Run, prompt: Prompt, task: asyncio.Task[StoredAnswer | Non
         run.tally.judge_replies += 1
         score = v.score
         judged = Judged(key, answer, None, v.raw, None, v.score)
-        await run.ctx.store.write(eval_store.save_single(judged, run.judge, run.suite.name, prompt.id, template.sha256))
+        prompt_id = prompt.id if turn == 1 else f"{prompt.id}#{turn}"
+        await run.ctx.store.write(eval_store.save_single(judged, run.judge, run.suite.name, prompt_id, template.sha256))
     run.tally.parse_failures += score is None
-    run.tally.scores.setdefault(model, []).append(score)
+    run.tally.scores.setdefault(answer.model, []).append(score)
     run.steps.tick()
 
 
@@ -363,13 +373,12 @@ async def run_single(
     *,
     run_id: str | None = None,
 ) -> RunResult:
-    """MT-bench-style grades, 1-10, against reference answers for math, reasoning and coding."""
+    """MT-bench-style grades, 1-10, one per turn, against reference answers for math, reasoning and coding."""
     names = list(dict.fromkeys(models))
     if not names:
         raise ValueError("single grading needs at least one model")
-    run = _new_run(
-        ctx, "single", suite, judge, names, "", 2 * len(suite.prompts) * len(names), progress, run_id, "single"
-    )
+    total = len(names) * sum(1 + len(p.turns) for p in suite.prompts)  # answers, then a grade per turn
+    run = _new_run(ctx, "single", suite, judge, names, "", total, progress, run_id, "single")
     return await _tracked(run, _grade_all)
 
 

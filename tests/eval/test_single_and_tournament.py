@@ -26,19 +26,25 @@ async def test_single_grades_with_references_and_counts_parse_failures(tmp_path:
     async with eval_context(db, engines) as ctx:
         result = await run_single(ctx, GRADED, ["alpha", "beta"], "judge")
         assert await single_scores_from(ctx.store, "judge", "t") == {"alpha": 10.0, "beta": 2.0}
-    assert result.scores["alpha"] == {"mean": 10.0, "ci": [10.0, 10.0], "n": 3, "parse_failures": 1}
+    # m1, w1 and both turns of c1 graded; g1's reply has no grade (counted, not guessed)
+    assert result.scores["alpha"] == {"mean": 10.0, "ci": [10.0, 10.0], "n": 4, "parse_failures": 1}
     assert result.scores["beta"]["mean"] == 2.0 and result.tally.parse_failures == 2
+    assert len(judge.prompts) == 2 * 5
     with_reference = [p for p in judge.prompts if "Reference" in p]
-    assert len(with_reference) == 4  # math and coding, two models each; not writing, not stem
+    assert len(with_reference) == 6  # math, and each turn of coding, two models each; not writing, not stem
     assert all(("42" in p) != ("print(1)" in p) for p in with_reference)
-    coding = next(p for p in with_reference if "print(1)" in p)
-    assert "print(2)" in coding and "Now twice." in coding  # both turns and both references
+    second = [p for p in with_reference if "Now twice." in p]
+    first = [p for p in with_reference if "print(1)" in p and "Now twice." not in p]
+    assert len(second) == len(first) == 2
+    assert all("print(2)" in p for p in second) and not any("print(2)" in p for p in first)  # references up to the turn
     conn = sqlite3.connect(db)
     try:
         hashes = {r[0] for r in conn.execute("SELECT template_hash FROM eval_verdicts")}
         assert hashes == {load_template("single").sha256, load_template("single_ref").sha256}
         assert single_scores(conn, "judge", "t") == {"alpha": 10.0, "beta": 2.0}
         assert conn.execute("SELECT COUNT(*) FROM battles").fetchone()[0] == 0  # grades are not battles
+        ids = sorted(r[0] for r in conn.execute("SELECT prompt_id FROM eval_verdicts WHERE model_a = 'alpha'"))
+        assert ids == ["c1", "c1#2", "g1", "m1", "w1"]
     finally:
         conn.close()
 
