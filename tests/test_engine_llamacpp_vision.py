@@ -2,20 +2,26 @@
 missing or not a projector, and the engine's image path (prompt with media markers, chunks counted
 against the context, evaluated in the worker thread).
 
-No real projector GGUF is installable here, so the image path runs with a stand-in projector that
-evaluates the prompt's text into the real Gemma context; libmtmd itself is exercised only as far
-as refusing a file that is not a projector (the bundled text model, a truncated GGUF).
+No projector GGUF is installable here. The test makes one: a tiny random Gemma 3 projector for the
+bundled Gemma, converted by llama.cpp's own converter (tests/helpers/tiny_mmproj.py), so libmtmd
+runs for real (its answers are nonsense, its steps are not). The engine's plumbing is also checked
+with a stand-in projector, and libmtmd refuses files that are not projectors.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import io
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
+from PIL import Image as PILImage
 
 from app.engines.base import ChatMessage, ContextLengthExceeded, EngineError, GenerationRequest, Image
 from app.engines.llamacpp import CpuBudget, LlamaCppEngine, LlamaWeights
@@ -24,6 +30,7 @@ from app.registry.factory import EngineFactory, WeightsError, check_weights
 from app.registry.spec import ModelSpec, load_models
 from app.server import create_app
 from app.settings import Settings
+from tests.helpers.tiny_mmproj import IMAGE_TOKENS, build_tiny_mmproj
 
 GEMMA = load_models(None)[0]
 IMAGE = Image(b"\x89PNG-not-decoded-here", "image/png", "ab" * 32)
@@ -188,3 +195,90 @@ async def test_without_images_the_projector_is_not_used(weights: LlamaWeights) -
     [d async for d in engine.generate(request(ChatMessage("user", "Hi"), max_tokens=2))]
     await engine.close()
     assert projector.calls == [] and projector.freed == 0
+
+
+# -- a real projector: a tiny random Gemma 3 mmproj made by llama.cpp's converter ------------------
+
+
+@pytest.fixture(scope="module")
+def mmproj(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trainer.convert import require_converter
+    from trainer.errors import TrainError
+
+    try:
+        require_converter()
+    except TrainError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    return build_tiny_mmproj(tmp_path_factory.mktemp("mmproj"))
+
+
+def noise(seed: int, size: tuple[int, int] = (120, 80)) -> Image:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(seed)
+    pixels = (torch.rand(size[1], size[0], 3) * 255).to(torch.uint8).numpy()
+    out = io.BytesIO()
+    PILImage.fromarray(pixels, "RGB").save(out, "PNG")
+    return Image(out.getvalue(), "image/png", hashlib.sha256(out.getvalue()).hexdigest())
+
+
+async def test_a_real_projector_sees_the_image(mmproj: Path) -> None:
+    factory = EngineFactory(CpuBudget(2), parallel=2, max_queue=4)
+    try:
+        engine = await factory.build(spec(vision=True, mmproj=str(mmproj)), GEMMA.resolved_weights(), 512)
+        assert engine.vision is True
+
+        async def answer(*images: Image) -> tuple[str, int]:
+            deltas = [
+                d async for d in engine.generate(request(ChatMessage("user", "Describe it.", images), max_tokens=8))
+            ]
+            return "".join(d.text for d in deltas), deltas[-1].prompt_tokens
+
+        text_only, plain = await answer()
+        seen = [await answer(noise(seed)) for seed in (1, 2, 3)]
+        # 4 image tokens, plus <start_of_image> and <end_of_image> and the line breaks around them
+        assert all(tokens >= plain + IMAGE_TOKENS + 2 for _text, tokens in seen)
+        assert len({text for text, _tokens in seen} | {text_only}) > 1  # the pixels change the answer
+        both = await asyncio.gather(answer(noise(1)), answer(noise(2)))  # two streams share the projector
+        assert list(both) == seen[:2]
+        await engine.close()
+    finally:
+        factory.close()
+
+
+def test_a_vision_gguf_model_answers_over_v1(mmproj: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text(f'[[models]]\nid = "seer"\nweights = "{GEMMA.weights}"\nvision = true\nmmproj = "{mmproj}"\n')
+    settings = Settings(
+        models=models,
+        db=tmp_path / "a.db",
+        check_engines=False,
+        generation_rate="1000/1",
+        model_rate="1000/1",
+    )
+    url = "data:image/png;base64," + base64.b64encode(noise(5, (640, 480)).data).decode()
+    body = {
+        "model": "seer",
+        "max_tokens": 4,
+        "temperature": 0,
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "What?"}, {"type": "image_url", "image_url": {"url": url}}],
+            }
+        ],
+    }
+
+    text_only = {**body, "messages": [{"role": "user", "content": "What?"}]}
+
+    async def run() -> tuple[Any, Any]:
+        async with AsyncTestClient(create_app(settings)) as client:
+            with_image = await client.post("/v1/chat/completions", json=body)
+            return with_image, await client.post("/v1/chat/completions", json=text_only)
+
+    reply, plain = asyncio.run(run())
+    assert reply.status_code == 200 and plain.status_code == 200, reply.text
+    usage = reply.json()["usage"]
+    assert usage["completion_tokens"] == 4
+    assert usage["prompt_tokens"] >= plain.json()["usage"]["prompt_tokens"] + IMAGE_TOKENS + 2  # the image's tokens

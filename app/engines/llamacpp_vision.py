@@ -31,6 +31,15 @@ def _mtmd() -> Any:
     return mtmd_cpp
 
 
+def _quiet(mtmd: Any) -> None:
+    """libmtmd logs every image step to stderr; route it through llama-cpp-python's logger, which
+    the engine keeps at errors only."""
+    from llama_cpp import _logger
+
+    mtmd.mtmd_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+    mtmd.mtmd_helper_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+
+
 @dataclass
 class Media:
     """A tokenized prompt with images: libmtmd's chunks (freed once evaluated) and their size."""
@@ -54,6 +63,7 @@ class Projector:
         if not os.path.isfile(self.path):
             raise EngineError(f"the projector file (mmproj) {self.path} does not exist")
         mtmd = _mtmd()
+        _quiet(mtmd)
         params = mtmd.mtmd_context_params_default()
         params.use_gpu = False
         params.n_threads = max(1, threads)
