@@ -25,6 +25,7 @@ from PIL import Image as PILImage
 
 from app.engines.base import ChatMessage, ContextLengthExceeded, EngineError, GenerationRequest, Image
 from app.engines.llamacpp import CpuBudget, LlamaCppEngine, LlamaWeights
+from app.engines.llamacpp_check import check_gguf
 from app.engines.llamacpp_vision import Media, Projector
 from app.registry.factory import EngineFactory, WeightsError, check_weights
 from app.registry.spec import ModelSpec, load_models
@@ -282,3 +283,22 @@ def test_a_vision_gguf_model_answers_over_v1(mmproj: Path, tmp_path: Path) -> No
     usage = reply.json()["usage"]
     assert usage["completion_tokens"] == 4
     assert usage["prompt_tokens"] >= plain.json()["usage"]["prompt_tokens"] + IMAGE_TOKENS + 2  # the image's tokens
+
+
+async def test_the_start_up_check_runs_the_projector_in_a_child(mmproj: Path, tmp_path: Path) -> None:
+    """With check_engines on, a projector is loaded and fed an image in a child process first."""
+    ok = await check_gguf(GEMMA.resolved_weights(), mmproj=str(mmproj))
+    assert ok.ok, ok.message
+    stub = tmp_path / "mmproj-broken.gguf"
+    stub.write_bytes(b"GGUF" + bytes(60))
+    bad = await check_gguf(GEMMA.resolved_weights(), mmproj=str(stub))
+    assert not bad.ok and "could not load the projector mmproj-broken.gguf (mmproj)" in bad.message
+    factory = EngineFactory(CpuBudget(2), parallel=1, max_queue=1, check_gguf=check_gguf)
+    try:
+        with pytest.raises(EngineError, match="mmproj-broken.gguf"):
+            await factory.build(spec(vision=True, mmproj=str(stub)), GEMMA.resolved_weights(), 256)
+        engine = await factory.build(spec(vision=True, mmproj=str(mmproj)), GEMMA.resolved_weights(), 256)
+        assert engine.vision and f"{GEMMA.resolved_weights()}|{mmproj}" in factory.checks
+        await engine.close()
+    finally:
+        factory.close()

@@ -141,7 +141,7 @@ def gpu_shortfall(spec: ModelSpec) -> str | None:
     )
 
 
-GgufCheck = Callable[[str], Awaitable[CheckResult]]
+GgufCheck = Callable[..., Awaitable[CheckResult]]  # (path, *, mmproj="") -> result
 
 
 class EngineFactory:
@@ -152,7 +152,7 @@ class EngineFactory:
         self.parallel = parallel
         self.max_queue = max_queue
         self.check_gguf = check_gguf
-        self.checks: dict[str, CheckResult] = {}  # GGUF path -> its passed start-up check
+        self.checks: dict[str, CheckResult] = {}  # GGUF path (+ "|" + mmproj) -> its passed start-up check
         self._weights: dict[str, LlamaWeights] = {}
         self.env_prefix = "ARENA_REMOTE_"  # remote api_key_env must start with it (--remote-env-prefix)
 
@@ -213,7 +213,10 @@ class EngineFactory:
             weights = LlamaWeights(path, n_ctx=n_ctx)
             await asyncio.to_thread(weights.load)
             self._weights[path] = weights
-        projector = await asyncio.to_thread(weights.projector, spec.mmproj, self.budget.cores) if spec.mmproj else None
+        projector = None
+        if spec.mmproj:  # a projector that would crash libmtmd crashes the child, not us
+            await self._check(path, spec.mmproj)
+            projector = await asyncio.to_thread(weights.projector, spec.mmproj, self.budget.cores)
         engine = LlamaCppEngine(
             weights,
             self.budget,
@@ -226,14 +229,16 @@ class EngineFactory:
         engine.max_context = min(spec.context_length, weights.n_ctx)
         return engine
 
-    async def _check(self, path: str) -> None:
-        """Generate one token from ``path`` in a child process before this process touches it."""
-        if self.check_gguf is None or path in self.checks:
+    async def _check(self, path: str, mmproj: str = "") -> None:
+        """Generate one token from ``path`` (after an image, with ``mmproj``) in a child process
+        before this process touches them."""
+        key = f"{path}|{mmproj}" if mmproj else path
+        if self.check_gguf is None or key in self.checks:
             return
-        result = await self.check_gguf(path)
+        result = await (self.check_gguf(path, mmproj=mmproj) if mmproj else self.check_gguf(path))
         if not result.ok:
             raise EngineError(result.message)
-        self.checks[path] = result
+        self.checks[key] = result
 
     def shares_weights(self, path: str) -> bool:
         return path in self._weights
