@@ -179,7 +179,8 @@ def test_data_urls() -> None:
     payload = base64.b64encode(b"\x89PNG\r\n\x1a\nabc").decode()
     assert decode_data_url(f"data:image/png;base64,{payload}", param="p") == ("image/png", b"\x89PNG\r\n\x1a\nabc")
     assert decode_data_url(f"data:image/jpg;base64,{payload[:8]}\n{payload[8:]}", param="p")[0] == "image/jpeg"
-    for bad in ("data:image/png,rawbytes", "data:image/png;base64,@@@", "http://x/y.png", f"data:;base64{payload}"):
+    bad_urls = ("data:image/png,rawbytes", "data:image/png;base64,@@@", "data:image/png;base64,é+", "http://x/y.png")
+    for bad in (*bad_urls, f"data:;base64{payload}"):
         with pytest.raises(Invalid) as caught:
             decode_data_url(bad, param="p")
         assert caught.value.param == "p"
