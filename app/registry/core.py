@@ -381,6 +381,9 @@ class Registry:
             "base_url",
             "api_key_env",
             "remote_model",
+            "lora",
+            "mmproj",
+            "vision",
         )
         reload = any(getattr(spec, f) != getattr(entry.spec, f) for f in engine_fields)
         if reload:
