@@ -72,6 +72,21 @@ async def test_words_of_other_characters_and_a_long_list() -> None:
         assert not (await check.check([text], [])).flagged, text
 
 
+async def test_words_ignore_invisible_format_characters_and_run_off_the_loop(monkeypatch) -> None:
+    check = WordsCheck([("t", "badword"), ("t", "bad phrase"), ("t", "re:kill\\s*switch")])
+    for text in ["bad\u200bword", "b\u00adadword", "\ufeffBAD\u200dWORD", "bad\u2060 phrase", "kill\u200bswitch"]:
+        assert (await check.check([text], [])).flagged, ascii(text)
+    assert not (await check.check(["bad word"], [])).flagged
+    threads: list[Any] = []
+
+    async def to_thread(func: Any, *args: Any) -> Any:
+        threads.append(func)
+        return func(*args)
+
+    monkeypatch.setattr("app.moderation.words.asyncio.to_thread", to_thread)
+    assert (await check.check(["a badword"], [])).flagged and threads == [check.scan]
+
+
 def test_words_refuse_a_bad_regex_and_an_empty_list() -> None:
     with pytest.raises(Invalid, match="bad regular expression"):
         WordsCheck([("words.txt:3", "re:(unclosed")])

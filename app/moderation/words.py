@@ -4,7 +4,9 @@ Entries come from ``--moderation-words`` and from a file (``--moderation-words-f
 line; blank lines and lines starting with ``#`` are skipped. A plain entry matches as a whole
 word or phrase, case-insensitively (``ass`` does not match ``class``); an entry starting with
 ``re:`` is a regular expression, also case-insensitive. Text is NFKC-normalized first, so
-full-width and other compatibility forms of a letter match too.
+full-width and other compatibility forms of a letter match too, and Unicode format characters
+(category Cf: soft hyphen, zero-width space and joiners) are removed, so ``bad\u200bword`` is
+``badword``. The scan runs in a worker thread, off the event loop.
 
 Plain entries made of word characters are looked up in a set, word by word (a phrase as its run
 of words), so a long list costs one pass over the prompt; other plain entries (``c++``) and
@@ -13,6 +15,7 @@ regular expressions are each a regex search.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -50,8 +53,14 @@ def read_entries(path: Path) -> list[tuple[str, str]]:
 WORD = re.compile(r"\w+")
 
 
+def normalize(text: str) -> str:
+    """NFKC without format characters (category Cf), which are invisible and split words."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
 def fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).casefold()
+    return normalize(text).casefold()
 
 
 class WordsCheck:
@@ -86,12 +95,16 @@ class WordsCheck:
         return None
 
     async def check(self, texts: Sequence[str], images: Sequence[Image]) -> Verdict:
-        """Images are not looked at by this kind."""
+        """Images are not looked at by this kind; the texts are scanned in a worker thread."""
+        return await asyncio.to_thread(self.scan, list(texts))
+
+    def scan(self, texts: Sequence[str]) -> Verdict:
+        """The verdict for ``texts`` (blocking: a long prompt takes a while)."""
         for text in texts:
             entry = self._phrase(text)
             if entry is not None:
                 return Verdict(True, f"matches {entry!r}")
-            normal = unicodedata.normalize("NFKC", text)
+            normal = normalize(text)
             for entry, pattern in self.patterns:
                 if pattern.search(normal):
                     return Verdict(True, f"matches {entry!r}")
