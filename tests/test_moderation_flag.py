@@ -131,3 +131,25 @@ async def test_the_admin_page_flags_a_battle(arena) -> None:
         assert (row["checker"], row["reason"]) == ("admin", "identity: said it was alpha")
         r = await c.post("/admin/battles/flag", data={**form, "battle_id": "<b>nope</b>"}, headers=headers)
         assert r.status_code == 404 and r.headers["hx-retarget"] == "#flash" and "<b>nope" not in r.text
+
+
+async def test_the_battle_export_leaves_flagged_votes_out(arena, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
+    async with arena(admin_token=TOKEN) as c:
+        kept, flagged = await voted_battle(c), await voted_battle(c, "model_b")
+        r = await c.post(f"/api/v1/admin/battles/{flagged}/flag", json={"reason": "moderation"}, headers=ADMIN)
+        assert r.status_code == 200, r.text
+        db = c.app.state.settings.db
+    for key in [k for k in os.environ if k.startswith("ARENA_")]:
+        monkeypatch.delenv(key)
+    out = tmp_path / "battles.jsonl"
+    assert main(["battles", "export", str(out), "--db", str(db)]) == 0
+    printed = capsys.readouterr().out
+    assert "exported 1 battles" in printed and "left out 1 flagged" in printed
+    (line,) = out.read_text().splitlines()
+    assert json.loads(line)["question_id"] == kept
+
+    fresh = tmp_path / "fresh.db"
+    assert main(["battles", "import", str(out), "--db", str(fresh)]) == 0
+    assert "imported 1 battles" in capsys.readouterr().out
+    assert main(["leaderboard", "--db", str(fresh), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_votes"] == 1

@@ -24,6 +24,7 @@ from app.store.transfer import (
     Report,
     TransferError,
     export_rows,
+    flagged_votes,
     image_hashes,
     import_rows,
     import_scores,
@@ -204,12 +205,13 @@ def cmd_battles(args: argparse.Namespace) -> int:
         return 0
     with _connect(settings) as conn:
         rows = list(export_rows(conn, include_named=args.all))
+        flagged = flagged_votes(conn, include_named=args.all)
     with args.file.open("w", encoding="utf-8") as f:
         if args.file.suffix == ".jsonl":
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         else:
             json.dump(rows, f, ensure_ascii=False, indent=1)
-    print(f"exported {len(rows)} battles to {args.file}")
+    print(f"exported {len(rows)} battles to {args.file}" + (f"; left out {flagged} flagged" if flagged else ""))
     if args.images is not None:
         return _export_images(settings, image_hashes(rows), args.images)
     return 0

@@ -217,15 +217,27 @@ def _import_messages(
     return sums
 
 
-def export_rows(conn: sqlite3.Connection, *, include_named: bool = False) -> Iterator[dict[str, Any]]:
-    """Voted battles as clean-battle rows (anonymous only unless ``include_named``)."""
-    conn.row_factory = sqlite3.Row
+def _modes(include_named: bool) -> tuple[tuple[str, ...], str]:
     modes = ("anony", "named") if include_named else ("anony",)
-    placeholders = ",".join("?" * len(modes))
+    return modes, ",".join("?" * len(modes))
+
+
+def flagged_votes(conn: sqlite3.Connection, *, include_named: bool = False) -> int:
+    """How many votes ``export_rows`` leaves out because they are flagged."""
+    modes, placeholders = _modes(include_named)
+    query = f"SELECT COUNT(*) FROM votes WHERE mode IN ({placeholders}) AND flags != ''"
+    return int(conn.execute(query, modes).fetchone()[0])
+
+
+def export_rows(conn: sqlite3.Connection, *, include_named: bool = False) -> Iterator[dict[str, Any]]:
+    """Voted battles as clean-battle rows (anonymous only unless ``include_named``); flagged votes
+    (moderation, identity leak) are left out, as FastChat's clean-battle data leaves them out."""
+    conn.row_factory = sqlite3.Row
+    modes, placeholders = _modes(include_named)
     query = (
         "SELECT b.id, b.mode, b.created, b.meta, b.first_prompt, v.model_a, v.model_b, v.winner, v.turns,"
         f" v.categories FROM votes v JOIN battles b ON b.id = v.battle_id WHERE v.mode IN ({placeholders})"
-        " ORDER BY b.created, b.id"
+        " AND v.flags = '' ORDER BY b.created, b.id"
     )
     for battle in conn.execute(query, modes).fetchall():
         messages = conn.execute(
