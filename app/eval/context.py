@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app.engines.base import EVAL_PRIORITY, ChatMessage, GenerationRequest
-from app.errors import Busy, NotFound
+from app.errors import Busy, Failed, NotFound
 from app.metrics import Metrics
 from app.registry import generate
 from app.registry.core import ModelEntry, Registry
@@ -28,6 +28,7 @@ from app.registry.spec import ModelSpec, check_api_key_env, load_models
 from app.settings import Settings
 from app.store.db import Store
 
+UNFINISHED = ("abort", "error")  # finish reasons of a generation that did not complete
 BUSY_RETRIES = 60  # an engine whose queue is full is asked again, waiting its Retry-After
 
 
@@ -103,6 +104,10 @@ async def _collect(started: generate.Started, began: float) -> Generated:
             last = delta
     finally:
         await started.rest.aclose()
+    if last.finish_reason in UNFINISHED:
+        # an aborted or failed generation is not an answer: the caller counts a failure and stores
+        # nothing, so the next run asks again
+        raise Failed(f"the generation ended with finish_reason {last.finish_reason!r}")
     return Generated(
         "".join(pieces),
         last.prompt_tokens,

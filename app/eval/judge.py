@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from app.engines.base import ChatMessage
 from app.eval.context import EvalContext, generate_text
@@ -37,10 +38,14 @@ def _texts(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def judge_settings(ctx: EvalContext) -> dict[str, Any]:
+    """The judge's generation settings: greedy, at most ``ctx.judge_max_tokens`` (part of a verdict's key)."""
+    return {"temperature": 0.0, "top_p": 1.0, "max_tokens": ctx.judge_max_tokens}
+
+
 async def ask(ctx: EvalContext, judge: str, text: str) -> str:
-    out = await generate_text(
-        ctx, judge, [ChatMessage("user", text)], temperature=0.0, top_p=1.0, max_tokens=ctx.judge_max_tokens
-    )
+    settings = judge_settings(ctx)
+    out = await generate_text(ctx, judge, [ChatMessage("user", text)], **settings)
     return out.text
 
 

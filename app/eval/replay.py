@@ -28,7 +28,7 @@ from app.engines.base import EngineError
 from app.errors import DomainError
 from app.eval.agreement import ROUNDS, label, rank_agreement, rank_json, vote_agreement
 from app.eval.context import EvalContext
-from app.eval.judge import judge_pair
+from app.eval.judge import judge_pair, judge_settings
 from app.eval.store import verdict_key
 from app.eval.templates import Template, load_template
 from app.eval.verdicts import combine, swapped, winner
@@ -112,10 +112,14 @@ class Replayed:
         }
 
 
-def keys(judge: str, battle_id: str, template_hash: str) -> tuple[str, str]:
-    """The two orders' cache keys: side a shown as Assistant A, then side b shown as A."""
+def keys(judge: str, battle_id: str, template_hash: str, settings: dict[str, Any]) -> tuple[str, str]:
+    """The two orders' cache keys: side a shown as Assistant A, then side b shown as A (``settings``:
+    the judge's generation settings)."""
     a, b = f"{battle_id}:a", f"{battle_id}:b"
-    return (verdict_key(KIND, judge, SUITE, a, b, template_hash), verdict_key(KIND, judge, SUITE, b, a, template_hash))
+    return (
+        verdict_key(KIND, judge, SUITE, a, b, template_hash, settings),
+        verdict_key(KIND, judge, SUITE, b, a, template_hash, settings),
+    )
 
 
 def save_reply(
@@ -171,7 +175,7 @@ async def _ask(run: _Replay, battle: HumanBattle, key: str, flipped: bool) -> st
 
 
 async def _battle(run: _Replay, battle: HumanBattle) -> None:
-    first_key, second_key = keys(run.judge, battle.id, run.template.sha256)
+    first_key, second_key = keys(run.judge, battle.id, run.template.sha256, judge_settings(run.ctx))
     rows = await run.ctx.store.fetchall(
         "SELECT key, verdict FROM eval_verdicts WHERE key IN (?, ?)", (first_key, second_key)
     )

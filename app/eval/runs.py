@@ -24,7 +24,7 @@ from app.errors import DomainError
 from app.eval import store as eval_store
 from app.eval.answers import get_answer
 from app.eval.context import EvalContext
-from app.eval.judge import judge_pair, judge_single
+from app.eval.judge import judge_pair, judge_settings, judge_single
 from app.eval.store import Judged, PairRecord, StoredAnswer, verdict_key
 from app.eval.suites import Prompt, Suite
 from app.eval.templates import Template, load_template, uses_reference
@@ -194,7 +194,16 @@ def _answer_all(run: Run, models: Sequence[str]) -> dict[tuple[str, str], asynci
 async def _ask_pair(
     run: Run, prompt: Prompt, a: StoredAnswer, b: StoredAnswer, reference: Sequence[str]
 ) -> Judged | None:
-    key = verdict_key("pairwise", run.judge, run.suite.name, a.key, b.key, run.template.sha256)
+    key = verdict_key(
+        "pairwise",
+        run.judge,
+        run.suite.name,
+        a.key,
+        b.key,
+        run.template.sha256,
+        judge_settings(run.ctx),
+        prompt.prompt_hash,
+    )
     try:
         v = await judge_pair(run.ctx, run.judge, prompt.turns, a.texts, b.texts, run.template, reference)
     except FAILURES as exc:
@@ -213,7 +222,16 @@ async def _pair(run: Run, prompt: Prompt, x: str, y: str, answers: dict[tuple[st
         run.steps.tick(2)
         return
     keys = [
-        verdict_key("pairwise", run.judge, run.suite.name, s.key, t.key, run.template.sha256)
+        verdict_key(
+            "pairwise",
+            run.judge,
+            run.suite.name,
+            s.key,
+            t.key,
+            run.template.sha256,
+            judge_settings(run.ctx),
+            prompt.prompt_hash,
+        )
         for s, t in ((ax, ay), (ay, ax))
     ]
     rows = await run.ctx.store.fetchall("SELECT key, verdict FROM eval_verdicts WHERE key IN (?, ?)", keys)
@@ -327,7 +345,14 @@ async def _grade_turn(run: Run, prompt: Prompt, answer: StoredAnswer, turn: int)
     reference = prompt.reference[:turn] if uses_reference(prompt.category, prompt.reference) else ()
     template = load_template("single_ref", run.ctx.templates) if reference else run.template
     key = verdict_key(
-        "single", run.judge, run.suite.name, answer.key, "" if turn == 1 else f"turn:{turn}", template.sha256
+        "single",
+        run.judge,
+        run.suite.name,
+        answer.key,
+        "" if turn == 1 else f"turn:{turn}",
+        template.sha256,
+        judge_settings(run.ctx),
+        prompt.prompt_hash,
     )
     row = await run.ctx.store.fetchone("SELECT score FROM eval_verdicts WHERE key = ?", (key,))
     if row is not None:

@@ -88,8 +88,20 @@ def answer_from_row(row: Any) -> StoredAnswer:
     return StoredAnswer(row["key"], row["model"], row["prompt_id"], turns)
 
 
-def verdict_key(kind: str, judge: str, suite: str, shown_a: str, shown_b: str, template_hash: str) -> str:
-    return digest("verdict", kind, judge, suite, shown_a, shown_b, template_hash)
+def verdict_key(
+    kind: str,
+    judge: str,
+    suite: str,
+    shown_a: str,
+    shown_b: str,
+    template_hash: str,
+    settings: dict[str, Any],
+    prompt_hash: str = "",
+) -> str:
+    """A judge reply's cache key: what it was shown, with which template, under which generation
+    ``settings`` (a reply cut short at a small max_tokens is not reused at a larger one), and the
+    prompt's ``prompt_hash`` (its turns, reference and category: an edited reference is judged anew)."""
+    return digest("verdict", kind, judge, suite, shown_a, shown_b, template_hash, settings, prompt_hash)
 
 
 @dataclass(frozen=True)

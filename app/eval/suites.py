@@ -35,6 +35,12 @@ class Prompt:
     def turns_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.turns, ensure_ascii=False).encode()).hexdigest()[:16]
 
+    @property
+    def prompt_hash(self) -> str:
+        """The turns, category and reference: what a judge's verdict depends on (an answer only on the turns)."""
+        data = [self.turns, self.category, self.reference]
+        return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class Suite:
