@@ -98,3 +98,18 @@ async def test_the_whole_fetch_has_a_deadline() -> None:
             param="p",
             transport=httpx.MockTransport(slow),
         )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[::1",
+        "https://img.example.org:abc/a.png",
+        "https://img.example.org/a\x00.png",
+        "https://img.example.org:99999/a.png",
+    ],
+)
+async def test_a_malformed_url_is_refused_not_a_crash(url: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        await get(url, {})
+    assert caught.value.param == "p"

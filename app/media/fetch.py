@@ -20,8 +20,13 @@ REDIRECTS = 3
 
 
 def allowed_host(url: str, domains: Sequence[str]) -> str | None:
-    """The host of ``url`` when it is https and exactly one of ``domains``; otherwise None."""
-    parts = urlsplit(url)
+    """The host of ``url`` when it is https and exactly one of ``domains``; otherwise None
+    (a malformed URL too: a bad IPv6 host, a port that is not a number)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what checks it
+    except ValueError:
+        return None
     host = (parts.hostname or "").lower().rstrip(".")
     if parts.scheme != "https" or not host or parts.username or parts.password:
         return None
@@ -77,7 +82,7 @@ async def _get(
                     if not reply.is_success:
                         raise Invalid(f"The image URL answered {reply.reason_phrase or 'an error'}.", param=param)
                     return reply.headers.get("content-type", ""), await _body(reply, max_bytes, param)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise Invalid(f"The image URL could not be fetched: {type(exc).__name__}.", param=param) from None
     raise Invalid("The image URL redirects too often.", param=param)
 
