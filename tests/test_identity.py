@@ -57,6 +57,26 @@ def test_what_counts_as_a_leak(spec: ModelSpec, text: str, found: str | None) ->
     assert find_leak(text, identity_of(spec)) == found
 
 
+SELF_ONLY = Identity((), ("Google", "gemma"))  # no family: the organization and the stem count only as self-references
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("As Gemma, I think the answer is 4.", "Gemma"),
+        ("I am a Google model.", "Google"),
+        ("I was trained by Google.", "Google"),
+        ("As Gemma 3, my answer is 4.", "Gemma"),
+        ("As Google's documentation explains, the API is free.", None),
+        ("As Google announced in 2023, the model is open.", None),
+        ("I'm the Google fan here.", None),
+        ("When I was a student I used Gmail, built by Google.", None),
+    ],
+)
+def test_self_references_need_the_first_person(text: str, found: str | None) -> None:
+    assert find_leak(text, SELF_ONLY) == found
+
+
 def test_no_names_no_leak() -> None:
     assert find_leak("I am Gemma", Identity()) is None
 

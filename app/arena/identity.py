@@ -7,11 +7,18 @@ come from the models file (so an admin edits them there or through the admin API
   ``metadata.aliases`` entry, and its display ``name`` when one is set.
 - **Only in a self-reference**: ``metadata.organization`` and the id's stem (its leading run of
   letters, e.g. ``gemma`` for ``gemma-3-270m-greedy``). These are often ordinary words (an
-  organization "Meta", a test model "alpha"), so they count only right after "I am", "I'm",
-  "my name is", "call me", or "As" at the start of a sentence or line (an optional "a", "an" or
-  "the" between: ``As Gemma, I ...``, ``I am a Google model``), or after "made/created/trained/
-  developed/built/designed by" in a clause that starts with "I am/I'm/I was/I have been"
-  (``I am a language model trained by Google``, but not ``Android was developed by Google``).
+  organization "Meta", a test model "alpha"), so they count only in a self-reference, never
+  followed by a possessive (``As Google's documentation explains`` is not one):
+
+  - right after "I am", "I'm", "my name is" or "call me" (``I am Meta AI``); after "I am a/an/the"
+    only when a kind of model follows (``I am a Google model``, not ``I'm the Google fan``);
+  - after "As" at the start of a sentence or line (an optional "a", "an" or "the" between) when the
+    first person follows: ``As Gemma, I ...``, ``As a Google model, my ...``, but not ``As Google
+    announced in 2023, ...``;
+  - after "made/created/trained/developed/built/designed by" in the clause of an "I am/I'm/I was/
+    I have been": no other "I" between, a comma only right before the verb (``I was trained by
+    Google``, ``I am a language model, trained by Google``, but not ``Android was developed by
+    Google`` or ``When I was a student I used Gmail, built by Google``).
 
 Matching is case-insensitive on whole words: a name is not found inside a longer word, though a
 digit may follow it ("Gemma3") and so may a possessive ("Google's"); spaces in a name match any
@@ -37,13 +44,24 @@ _END = r"(?![^\W\d_])"  # a name ends where no letter follows: "Gemma3" and "Goo
 MIN_LENGTH = 3  # shorter names ("AI", "X") are too common to mean anything
 _ARTICLE = r"(?:(?:a|an|the)\s+)?"
 _VERB = r"(?:made|created|trained|developed|built|designed)"
-# What comes right before a self-only name (see the module docstring); "as" only where a sentence
-# or line starts, so "companies such as Google" is not a self-reference.
+_KIND = r"(?:large\s+)?(?:language\s+model|model|assistant|AI|chatbot)"
+# What comes right before a self-only name (see the module docstring). "As" only where a sentence or
+# line starts ("companies such as Google" is not a self-reference); an article after "I am" only
+# before a kind of model ("I'm the Google fan" is not one); "... by" only in the clause of the
+# "I am": no other "I" in between, a comma only right before the verb.
 SELF_REFERENCE = (
-    rf"(?:\bI(?:\s+am|['’]m)\s+{_ARTICLE}"
+    r"(?:\bI(?:\s+am|['’]m)\s+(?:(?P<article>a|an|the)\s+)?"
     r"|\bmy\s+name\s+is\s+|\bcall\s+me\s+"
-    rf"|(?:^|(?<=[.!?]))[ \t]*as\s+{_ARTICLE}"
-    rf"|\bI(?:\s+am|['’]m|\s+was|\s+have\s+been|['’]ve\s+been)\b[^.!?\n]{{0,80}}?\b{_VERB}\s+by\s+(?:the\s+)?)"
+    rf"|(?:^|(?<=[.!?]))[ \t]*(?P<as_>as)\s+{_ARTICLE}"
+    r"|\bI(?:\s+am|['’]m|\s+was|\s+have\s+been|['’]ve\s+been)\b(?:(?!\bI\b)[^.!?\n,]){0,80}?,?\s*"
+    rf"\b{_VERB}\s+by\s+(?:the\s+)?)"
+)
+# What must follow a self-only name: never a possessive ("As Google's documentation explains");
+# after "As", the first person ("As a Google model, I ..."); after "I am a", a kind of model.
+SELF_AFTER = (
+    r"(?!['’]s\b)"
+    rf"(?(as_)(?:\s+(?:{_KIND}|\d[\w.]*))*\s*,?\s*(?:I|I['’]m|my|we)\b)"
+    rf"(?(article)\s+{_KIND}\b)"
 )
 
 
@@ -93,7 +111,7 @@ def _pattern(identity: Identity) -> re.Pattern[str] | None:
     if identity.anywhere:
         branches.append(rf"(?<!\w)(?P<name>{_alternatives(identity.anywhere)}){_END}")
     if identity.self_only:
-        branches.append(rf"{SELF_REFERENCE}(?P<self>{_alternatives(identity.self_only)}){_END}")
+        branches.append(rf"{SELF_REFERENCE}(?P<self>{_alternatives(identity.self_only)}){_END}{SELF_AFTER}")
     if not branches:
         return None
     return re.compile("|".join(branches), re.IGNORECASE | re.MULTILINE)
@@ -105,7 +123,8 @@ def find_leak(text: str, identity: Identity) -> str | None:
     match = pattern.search(text) if pattern is not None else None
     if match is None:
         return None
-    return match.group("name") or match.group("self")
+    found = match.groupdict()  # a model with no anywhere (or no self-only) names has no such group
+    return found.get("name") or found.get("self")
 
 
 async def flag_if_leaked(store: Store, models: Registry, battle_id: str, mode: str, model_id: str, text: str) -> bool:
