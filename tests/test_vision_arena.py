@@ -11,6 +11,7 @@ import io
 import json
 import random
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -147,6 +148,43 @@ async def test_too_few_vision_models_is_a_clear_503(vision_app) -> None:
         assert r.status_code == 503 and "vision models" in r.json()["error"]["message"]
         r = await client.post("/api/v1/battles", json={"prompt": "What is it?", "images": [data_url(SVG)]})
         assert r.status_code == 400  # a bad file is the client's mistake, whatever models there are
+
+
+async def test_the_api_decodes_data_urls_off_the_event_loop(vision_app, monkeypatch) -> None:
+    from app.media.images import decode_data_url
+    from app.routes import arena_api
+
+    threads: list[int] = []
+
+    def recording(url: str, **kwargs: Any) -> tuple[str, bytes]:
+        threads.append(threading.get_ident())
+        return decode_data_url(url, **kwargs)
+
+    monkeypatch.setattr(arena_api, "decode_data_url", recording)
+    async with serve(vision_app()) as client:
+        r = await client.post("/api/v1/battles", json={"prompt": "What?", "images": [data_url(png())], "wait": True})
+        assert r.status_code == 201, r.text
+    assert threads and threading.get_ident() not in threads
+
+
+async def test_the_uploaded_files_are_closed(vision_app, monkeypatch) -> None:
+    """Litestar closes a request's form files itself once the response is sent (routes/http.py),
+    so the page handler does not; this keeps that true across upgrades."""
+    from litestar.datastructures import UploadFile
+
+    closed: list[str | None] = []
+    close = UploadFile.close
+
+    async def recording(self: UploadFile) -> None:
+        closed.append(self.filename)
+        await close(self)
+
+    monkeypatch.setattr(UploadFile, "close", recording)
+    app = vision_app(images_per_conversation=2)
+    async with serve(app) as client:
+        r = await page_battle(client, [("a.png", png(), "image/png"), ("b.png", png(color=(1, 2, 3)), "image/png")])
+        battle_id_of(r)
+    assert sorted(c for c in closed if c) == ["a.png", "b.png"]
 
 
 async def test_a_picked_text_model_with_an_image_is_400(vision_app) -> None:

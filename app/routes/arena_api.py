@@ -7,6 +7,7 @@ API keeps its one media type; a battle's turns list their images' hashes and URL
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -68,10 +69,17 @@ async def _json_body(request: Request[Any, Any, Any]) -> bytes:
     return await request.body()
 
 
-def _uploads(arena: Arena, urls: list[str]) -> list[Upload]:
-    """The body's data URLs as (bytes, declared type); one too large is refused before decoding."""
+async def _uploads(arena: Arena, urls: list[str]) -> list[Upload]:
+    """The body's data URLs as (bytes, declared type); one too large is refused before decoding,
+    and the base64 is decoded in a worker thread, off the event loop."""
     check_count(arena.images, len(urls))  # before decoding any of them
+    if not urls:
+        return []
     max_bytes = arena.images.limits.max_bytes if arena.images is not None else None
+    return await asyncio.to_thread(_decode, urls, max_bytes)
+
+
+def _decode(urls: list[str], max_bytes: int | None) -> list[Upload]:
     uploads: list[Upload] = []
     for index, url in enumerate(urls):
         mime, data = decode_data_url(url, param=f"images[{index}]", max_bytes=max_bytes)
@@ -113,7 +121,7 @@ async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[s
     ip, voter = visitor(request, state)
     limit(state, "battle", ip)
     arena: Arena = state.arena
-    images = _uploads(arena, body.images)
+    images = await _uploads(arena, body.images)
     battle = await arena.start(body.prompt, mode=body.mode, voter_hash=voter, models=body.models, images=images)
     return await _started(arena, battle, body.wait, id=battle.id)
 
@@ -122,7 +130,7 @@ async def create_battle(request: Request[Any, Any, Any], state: State) -> dict[s
 async def add_message(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
     body = validated(MessageBody, await _json_body(request))
     arena: Arena = state.arena
-    images = _uploads(arena, body.images)
+    images = await _uploads(arena, body.images)
     battle = await arena.add_turn(battle_id, body.prompt, client=visitor(request, state)[1], images=images)
     return await _started(arena, battle, body.wait, id=battle.id, turn=len(battle.history) + 1)
 
