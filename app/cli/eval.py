@@ -260,6 +260,7 @@ def cmd_agreement(args: argparse.Namespace, settings: Settings) -> int:
         f"judge {args.judge}: {t['decided']} of {t['battles']} human battles decided in both orders "
         f"({t['inconsistent']} inconsistent, counted as ties), {t['parse_failures']} replies did not parse, "
         f"{t['judge_failures']} judge failures; {t['cached']} replies cached"
+        + (f"; {t['skipped_vision']} vision battles skipped (the judge reads text only)" if t["skipped_vision"] else "")
     )
     print_table(
         [

@@ -6,7 +6,9 @@ The judge reads every turn's prompt and both answers, labelled Assistant A and B
 name), in both orders; as in the eval runs, the winner both orders name is its verdict, else a tie,
 and a reply that does not parse leaves the battle out (counted, never guessed). Each order's reply
 is cached in ``eval_verdicts`` (kind ``agreement``, suite ``human``, ``prompt_id`` the battle id)
-by (judge, battle, order, template hash), so a run started again continues where it stopped.
+by (judge, battle, order, template hash, judge settings), so a run started again continues where it
+stopped. A vision battle (one with ``battle_images`` rows) is skipped and counted: the judge reads
+text only.
 
 The figures (:func:`figures`) compare, over the battles the judge decided: its verdict with the
 vote (agreement without and with ties, Cohen's κ), and the Bradley–Terry board of its verdicts
@@ -46,6 +48,7 @@ HUMAN_BATTLES_SQL = (
     " ORDER BY b.created, b.id"
 )
 MESSAGES_SQL = "SELECT turn, side, content FROM messages WHERE battle_id = ? ORDER BY turn, side, id"
+IMAGES_SQL = "SELECT 1 FROM battle_images WHERE battle_id = ? LIMIT 1"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class HumanBattle:
     prompts: tuple[str, ...]
     answers_a: tuple[str, ...]
     answers_b: tuple[str, ...]
+    images: bool = False  # a vision battle: the judge cannot see its images, so it is skipped
 
 
 def _turns(battle_id: str, messages: Sequence[Any]) -> tuple[tuple[str, ...], ...] | None:
@@ -83,7 +87,8 @@ async def human_battles(store: Store, limit: int = 0, seed: int = 0) -> list[Hum
     for r in rows:
         turns = _turns(r["id"], await store.fetchall(MESSAGES_SQL, (r["id"],)))
         if turns is not None:
-            out.append(HumanBattle(r["id"], r["model_a"], r["model_b"], r["winner"], *turns))
+            images = await store.fetchone(IMAGES_SQL, (r["id"],)) is not None
+            out.append(HumanBattle(r["id"], r["model_a"], r["model_b"], r["winner"], *turns, images=images))
     return out
 
 
@@ -92,7 +97,8 @@ class Replayed:
     """What a replay saw. ``decided`` holds (model_a, model_b, human winner, judge winner) per battle
     the judge decided in both orders."""
 
-    battles: int = 0
+    battles: int = 0  # replayed (vision battles not included)
+    skipped_vision: int = 0  # battles with images, which the judge would not see: not replayed
     cached: int = 0  # judge replies reused from the cache
     judge_replies: int = 0  # new in this run
     judge_failures: int = 0  # generations that failed (retried by the next run)
@@ -103,6 +109,7 @@ class Replayed:
     def summary(self) -> dict[str, int]:
         return {
             "battles": self.battles,
+            "skipped_vision": self.skipped_vision,
             "decided": len(self.decided),
             "cached": self.cached,
             "judge_replies": self.judge_replies,
@@ -200,12 +207,14 @@ async def _battle(run: _Replay, battle: HumanBattle) -> None:
 async def replay(
     ctx: EvalContext, judge: str, battles: Sequence[HumanBattle], progress: Progress | None = None
 ) -> Replayed:
-    """Every battle to ``judge`` in both orders (cached replies reused); what it decided."""
-    run = _Replay(
-        ctx, judge, load_template("pairwise", ctx.templates), Replayed(len(battles)), progress, 2 * len(battles)
-    )
+    """Every battle to ``judge`` in both orders (cached replies reused); what it decided. A battle
+    with images is skipped (counted): the judge reads text only, and would judge answers about
+    images it never saw."""
+    text_only = [b for b in battles if not b.images]
+    tally = Replayed(len(text_only), skipped_vision=len(battles) - len(text_only))
+    run = _Replay(ctx, judge, load_template("pairwise", ctx.templates), tally, progress, 2 * len(text_only))
     async with asyncio.TaskGroup() as group:
-        for battle in battles:
+        for battle in text_only:
             group.create_task(_battle(run, battle))
     return run.tally
 

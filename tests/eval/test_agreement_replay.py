@@ -5,6 +5,7 @@ that the judge never sees a model's id or name."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -50,11 +51,25 @@ async def test_human_battles_are_the_counted_anonymous_votes(ctx: EvalContext) -
     assert len(drawn) == 3 and drawn == [b.id for b in await human_battles(ctx.store, limit=3, seed=1)]
 
 
+async def test_a_vision_battle_is_skipped_and_counted(ctx: EvalContext) -> None:
+    def attach(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO images VALUES ('abc', 'image/png', 1, 1, 3, 1.0)")
+        conn.execute("INSERT INTO battle_images VALUES ('b2', 1, 0, 'abc')")
+
+    await ctx.store.write(attach)
+    battles = await human_battles(ctx.store)
+    assert [b.id for b in battles if b.images] == ["b2"]
+    tally = await replay(ctx, "judge", battles)
+    assert (tally.battles, tally.skipped_vision, tally.judge_replies) == (5, 1, 10)
+    assert [d[:2] for d in tally.decided].count(("model-z3", "model-x1")) == 0 and len(tally.decided) == 4
+
+
 async def test_replay_figures_match_the_hand_computed_ones(ctx: EvalContext) -> None:
     tally = await replay(ctx, "judge", await human_battles(ctx.store))
     report = figures(tally, rounds=200, seed=0)
     assert report["tally"] == {
         "battles": 6,
+        "skipped_vision": 0,
         "decided": 5,
         "cached": 0,
         "judge_replies": 12,
