@@ -88,7 +88,10 @@ async def human_battles(store: Store, limit: int = 0, seed: int = 0) -> list[Hum
         turns = _turns(r["id"], await store.fetchall(MESSAGES_SQL, (r["id"],)))
         if turns is not None:
             images = await store.fetchone(IMAGES_SQL, (r["id"],)) is not None
-            out.append(HumanBattle(r["id"], r["model_a"], r["model_b"], r["winner"], *turns, images=images))
+            prompts, answers_a, answers_b = turns
+            out.append(
+                HumanBattle(r["id"], r["model_a"], r["model_b"], r["winner"], prompts, answers_a, answers_b, images)
+            )
     return out
 
 
