@@ -24,7 +24,8 @@ BASELINE_SQL = (
     " ORDER BY updated DESC LIMIT 1"
 )
 JUDGE_VOTES_SQL = (
-    "SELECT model_a, model_b, winner FROM votes WHERE mode = ? AND voter_hash = ? AND (' ' || categories || ' ') LIKE ?"
+    "SELECT model_a, model_b, winner FROM votes WHERE mode = ? AND voter_hash = ?"
+    " AND (' ' || categories || ' ') LIKE ? ESCAPE '\\'"
 )
 
 
@@ -40,7 +41,9 @@ def _outcomes(rows: Sequence[Any]) -> list[tuple[str, str, str]]:
 
 
 def _vote_params(judge: str, suite: str | None) -> tuple[str, str, str]:
-    return (MODE, voter(judge), f"% suite:{suite} %" if suite else "% overall %")
+    # a suite name may hold "_", a LIKE wildcard: escaped, so "a_b" does not match "suite:axb"
+    escaped = suite.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") if suite else ""
+    return (MODE, voter(judge), f"% suite:{escaped} %" if suite else "% overall %")
 
 
 def _baseline(outcomes: Sequence[tuple[str, str, str]]) -> str:

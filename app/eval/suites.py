@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -78,8 +79,23 @@ def parse_line(data: Any) -> Prompt:
     return Prompt(str(pid), turns, category, reference)
 
 
+SUITE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(name: str, source: str) -> str:
+    """``name`` when it is a usable suite name (it becomes a file name and the votes' ``suite:NAME``
+    category), else SuiteError saying which characters are allowed."""
+    if not SUITE_NAME.fullmatch(name):
+        raise SuiteError(
+            f"{source}: bad suite name {name!r}: use 1 to 100 letters, digits, '.', '_' or '-'"
+            " (no spaces), not starting with '.'"
+        )
+    return name
+
+
 def parse_suite(text: str, name: str, source: str) -> Suite:
     """Every line checked; all problems reported at once, each with its line number."""
+    check_name(name, source)
     prompts: list[Prompt] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -151,9 +167,7 @@ def load_suite(name_or_path: str | Path, folder: Path) -> Suite:
 def import_suite(path: Path, folder: Path, name: str | None = None) -> Suite:
     """Check a suite file and copy it into ``folder`` as NAME.jsonl (its stem by default)."""
     suite = read_suite(path)
-    name = name or path.stem
-    if not name or "/" in name or name.startswith("."):
-        raise SuiteError(f"bad suite name {name!r}")
+    name = check_name(name or path.stem, str(path))
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.jsonl"
     shutil.copyfile(path, target)

@@ -4,6 +4,7 @@ disagree, parse failures counted (never guessed), storage under mode judge, and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -170,3 +171,14 @@ async def test_a_cancelled_run_is_marked_interrupted(tmp_path: Path) -> None:
             await early
     states = {r["id"]: r["status"] for r in db_rows(db, "SELECT id, status FROM eval_runs")}
     assert states["job-1"] == "interrupted" and states.get("job-2", "interrupted") == "interrupted"
+
+
+async def test_a_suite_name_with_an_underscore_matches_only_itself(tmp_path: Path) -> None:
+    async with eval_context(tmp_path / "a.db", engines()) as ctx:
+        await run_pairwise(ctx, dataclasses.replace(SUITE, name="axb"), ["alpha"], "judge", "beta")
+    conn = sqlite3.connect(tmp_path / "a.db")
+    try:
+        assert judge_board(conn, "judge", "a_b") == []  # "_" is no LIKE wildcard here
+        assert [r["model"] for r in judge_board(conn, "judge", "axb")] == ["alpha", "beta"]
+    finally:
+        conn.close()

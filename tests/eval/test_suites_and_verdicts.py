@@ -143,3 +143,19 @@ def test_the_demo_suite_and_templates_ship_with_the_package() -> None:
         for p in (root / "app" / "eval" / d).iterdir()
     ]
     assert shipped and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in shipped), (shipped, globs)
+
+
+@pytest.mark.parametrize("name", ["my suite", "50%", ".hidden", "a/b", "naïve"])
+def test_a_suite_name_is_letters_digits_dot_dash_underscore(tmp_path: Path, name: str) -> None:
+    source = tmp_path / "ok.jsonl"
+    source.write_text('{"id": 1, "prompt": "Hello?"}\n')
+    with pytest.raises(SuiteError, match="bad suite name"):
+        import_suite(source, tmp_path / "suites", name)
+    assert not (tmp_path / "suites").exists() or not list((tmp_path / "suites").iterdir())
+    with pytest.raises(SuiteError, match="bad suite name"):
+        parse_suite('{"id": 1, "prompt": "Hello?"}', name, "x")
+    spaced = tmp_path / "my suite.jsonl"
+    spaced.write_text('{"id": 1, "prompt": "Hello?"}\n')
+    with pytest.raises(SuiteError, match="bad suite name 'my suite'"):
+        load_suite(spaced, tmp_path)
+    assert import_suite(source, tmp_path / "suites", "v1.2_mt-bench").name == "v1.2_mt-bench"
