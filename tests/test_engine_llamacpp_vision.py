@@ -27,6 +27,7 @@ from app.engines.base import ChatMessage, ContextLengthExceeded, EngineError, Ge
 from app.engines.llamacpp import CpuBudget, LlamaCppEngine, LlamaWeights
 from app.engines.llamacpp_check import check_gguf
 from app.engines.llamacpp_vision import Media, Projector
+from app.errors import Invalid
 from app.registry.factory import EngineFactory, WeightsError, check_weights
 from app.registry.spec import ModelSpec, load_models
 from app.server import create_app
@@ -243,6 +244,29 @@ async def test_a_real_projector_sees_the_image(mmproj: Path) -> None:
         assert len({text for text, _tokens in seen} | {text_only}) > 1  # the pixels change the answer
         both = await asyncio.gather(answer(noise(1)), answer(noise(2)))  # two streams share the projector
         assert list(both) == seen[:2]
+        await engine.close()
+    finally:
+        factory.close()
+
+
+async def test_a_media_marker_in_the_text_is_not_an_image(mmproj: Path) -> None:
+    """libmtmd's marker typed by a user is removed before templating; a prompt whose markers still
+    do not match its images is the client's mistake (Invalid, a 400), never an engine failure."""
+    factory = EngineFactory(CpuBudget(2), parallel=1, max_queue=2)
+    try:
+        engine = await factory.build(spec(vision=True, mmproj=str(mmproj)), GEMMA.resolved_weights(), 512)
+        marker = engine.projector.marker
+        asked = request(
+            ChatMessage("system", f"Never say {marker}."),
+            ChatMessage("user", f"What is {marker}?"),
+            ChatMessage("assistant", f"{marker} is a tag."),
+            ChatMessage("user", f"Describe {marker}{marker} it.", (noise(1),)),
+            max_tokens=4,
+        )
+        deltas = [d async for d in engine.generate(asked)]
+        assert deltas[-1].completion_tokens == 4
+        with pytest.raises(Invalid, match="media markers"):
+            engine.projector.tokenize(f"one {marker} too many", [])
         await engine.close()
     finally:
         factory.close()

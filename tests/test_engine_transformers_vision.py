@@ -118,6 +118,24 @@ def test_the_image_changes_the_answer(engine: TransformersEngine) -> None:
     assert len(answers) > 1
 
 
+def test_the_image_token_typed_in_the_text_is_not_an_image(engine: TransformersEngine) -> None:
+    """The processor's image placeholder in a message's text is removed: the answer still comes."""
+    import hashlib
+
+    token = engine._processor.image_token
+    png = picture(1)
+    image = Image(png, "image/png", hashlib.sha256(png).hexdigest())
+    messages = [
+        ChatMessage("system", f"Never say {token}."),
+        ChatMessage("user", f"What is {token}?"),
+        ChatMessage("assistant", f"{token} is a tag."),
+        ChatMessage("user", f"Describe {token}{token} it.", (image,)),
+    ]
+    request = GenerationRequest("r3", messages=messages, max_tokens=3, temperature=0)
+    _text, _prompt, completion = asyncio.run(collect(engine, request))
+    assert completion == 3
+
+
 def test_text_only_messages_on_a_vision_model(engine: TransformersEngine) -> None:
     spy = TowerSpy(engine)
     try:

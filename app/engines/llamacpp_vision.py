@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.engines.base import ChatMessage, EngineError
+from app.errors import Invalid
 
 
 def _mtmd() -> Any:
@@ -86,9 +87,11 @@ class Projector:
         return self._ctx is not None
 
     def messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-        """The messages with one media marker per image in front of the text, for the chat format."""
+        """The messages with one media marker per image in front of the text, for the chat format.
+        The marker is removed from every message's own text first: there it would ask for an
+        image nobody sent, and libmtmd would refuse the prompt."""
         return [
-            ChatMessage(m.role, "".join(self.marker + "\n" for _ in m.images) + m.content) if m.images else m
+            ChatMessage(m.role, "".join(self.marker + "\n" for _ in m.images) + m.content.replace(self.marker, ""))
             for m in messages
         ]
 
@@ -109,7 +112,10 @@ class Projector:
                 prompt = mtmd.mtmd_input_text(raw, len(raw), True, True)
                 array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
                 if mtmd.mtmd_tokenize(self._ctx, chunks, ctypes.byref(prompt), array, len(bitmaps)) != 0:
-                    raise EngineError("llama.cpp could not match the images to the prompt's media markers")
+                    raise Invalid(
+                        "The prompt could not be matched to its images; leave media markers out of the text.",
+                        param="messages",
+                    )
             return Media(chunks, int(mtmd.mtmd_helper_get_n_tokens(chunks)))
         except BaseException:
             mtmd.mtmd_input_chunks_free(chunks)

@@ -33,6 +33,7 @@ from app.engines.base import (
     GenerationRequest,
 )
 from app.engines.stops import StopMatcher
+from app.errors import Invalid
 
 _LOCK_POLL_S = 0.05
 _DEFAULT_CONTEXT = 2048
@@ -211,15 +212,27 @@ class TransformersEngine(Engine):
         chat = [
             {
                 "role": "system" if m.role == "developer" else m.role,
-                "content": [{"type": "image"} for _ in m.images] + [{"type": "text", "text": m.content}],
+                "content": [{"type": "image"} for _ in m.images] + [{"type": "text", "text": self._plain(m.content)}],
             }
             for m in request.messages
         ]
         text = self._processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         images = [_picture(image.data) for m in request.messages for image in m.images]
-        batch = self._processor(text=text, images=images or None, return_tensors="pt")
+        try:
+            batch = self._processor(text=text, images=images or None, return_tensors="pt")
+        except ValueError as exc:  # the image tokens do not match the images: the request's fault
+            raise Invalid(f"The prompt could not be matched to its images: {exc}", param="messages") from None
         extras = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
         return batch["input_ids"][0].tolist(), extras
+
+    def _plain(self, text: str) -> str:
+        """``text`` without the processor's image placeholder tokens (``processor.image_token``
+        and the like): typed by a user they would ask for an image nobody sent."""
+        for name in ("image_token", "boi_token", "eoi_token", "video_token"):
+            token = getattr(self._processor, name, None)
+            if isinstance(token, str) and token:
+                text = text.replace(token, "")
+        return text
 
     def encode_prompt(self, request: GenerationRequest) -> list[int]:
         """Token ids of the prompt: chat template for messages, raw text for completions."""
