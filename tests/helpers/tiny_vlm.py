@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers.tiny_hf import CORPUS, SPECIAL_TOKENS
+from tests.helpers.tiny_hf import train_tokenizer
 
 IMAGE_TOKEN = "<image>"
 IMAGE_SIZE = 32
@@ -32,37 +32,18 @@ CHAT_TEMPLATE = (
 def build_tiny_vlm(path: str | Path, *, seed: int = 0, hidden_size: int = 64) -> Path:
     """Write tokenizer, processor and a random ``LlavaForConditionalGeneration`` to ``path``."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
-        PreTrainedTokenizerFast,
     )
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    specials = [*SPECIAL_TOKENS, IMAGE_TOKEN]
-    trainer = trainers.BpeTrainer(
-        vocab_size=320,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    raw.train_from_iterator(CORPUS, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        additional_special_tokens=specials[3:],
-    )
+    tokenizer = train_tokenizer((IMAGE_TOKEN,))
     tokenizer.chat_template = CHAT_TEMPLATE
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": IMAGE_SIZE},

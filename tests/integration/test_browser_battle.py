@@ -22,17 +22,6 @@ NAMES = {"gemma-3-270m-greedy": "Gemma 3 270M (greedy)", "gemma-3-270m-t0.8": "G
 STORY = "Write a long story about a dragon who learns to bake bread."
 
 
-@pytest.fixture
-def page(browser):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors
-    yield page
-    context.close()
-
-
 def streaming_texts(page) -> list[str | None]:  # type: ignore[no-untyped-def]
     """Each side's streaming text, or None once it is replaced by the rendered answer."""
     return page.evaluate("['a', 'b'].map(s => document.querySelector(`#answer-${s} .stream`)?.textContent ?? null)")

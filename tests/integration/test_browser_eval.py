@@ -34,17 +34,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArenaServer]:
     server.stop()
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors
-    yield page
-    context.close()
-
-
 def test_a_tournament_from_the_admin_page_then_the_judge_tab(server: ArenaServer, page: Any, artifacts: Path) -> None:
     page.goto(server.base + "/admin")
     page.fill("input[name=token]", ADMIN)

@@ -40,17 +40,6 @@ def vision_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArenaSer
     server.stop()
 
 
-@pytest.fixture
-def page(browser):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors
-    yield page
-    context.close()
-
-
 def preview_shown(page) -> bool:  # type: ignore[no-untyped-def]
     """The thumbnail is visible and decoded (a real image, not a broken one)."""
     return bool(
