@@ -1,5 +1,6 @@
 """Model output is untrusted: escaped while it streams, and once complete rendered as Markdown
-(raw HTML off), code-highlighted, then sanitized."""
+(raw HTML off, a single newline kept as a line break, as chat interfaces do), code-highlighted,
+then sanitized. Battles, compare and chat all render answers with :func:`answer_html`."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def _highlight(code: str, lang: str, _attrs: str) -> str:
 
 @lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight})
+    # breaks: a haiku or a list written one item a line keeps its lines after the answer completes.
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True, "highlight": _highlight})
     md.enable("table").enable("strikethrough")
     return md
 
