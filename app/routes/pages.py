@@ -23,14 +23,15 @@ from app.routes.admin import is_admin
 from app.routes.arena_api import SSE_HEADERS, last_event_id
 from app.routes.common import limit, visitor
 from app.web.render import stream_text
-from app.web.screens import ArenaScreen, arena_screen
+from app.web.screens import DOCS, ArenaScreen, arena_screen, arena_size, doc_screen
 from app.web.views import environment, fragment, page
 
 
 def _screen(state: State, mode: str, battle: LiveBattle | None) -> ArenaScreen:
     images = state.arena.images
     per_conversation, max_bytes = (images.limits.per_conversation, images.limits.max_bytes) if images else (0, 0)
-    return arena_screen(mode, battle, state.models, state.arena.limits, per_conversation, max_bytes)
+    drawable = arena_size(state.arena.eligible())
+    return arena_screen(mode, battle, state.models, state.arena.limits, per_conversation, max_bytes, drawable)
 
 
 async def _uploads(form: Any) -> list[Upload]:
@@ -70,6 +71,12 @@ async def compare_page(state: State) -> Template:
 @get("/chat")
 async def chat_page(state: State) -> Template:
     return _page(state, "direct", None)
+
+
+@get(DOCS["add-a-model"].url)
+async def add_a_model_page() -> Template:
+    """README's "Add your own model", served by the arena itself (no network needed)."""
+    return page("doc.html", doc_screen("add-a-model"))
 
 
 @get("/battle/{battle_id:str}")
@@ -193,6 +200,7 @@ route_handlers = [
     battle_page,
     compare_page,
     chat_page,
+    add_a_model_page,
     show_battle,
     start_battle,
     next_turn,

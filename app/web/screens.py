@@ -7,13 +7,16 @@ call no methods on services. The builders take plain inputs, so tests call them 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 from app.arena.battle_images import follow_up_refusal, sees
 from app.arena.live import LiveBattle
 from app.arena.service import Limits
 from app.registry.core import ModelEntry, Registry
+from app.web.render import answer_html
 
 MB = 1024 * 1024
 
@@ -65,6 +68,14 @@ class ArenaScreen:
     battle: LiveBattle | None
     view: BattleView
     models: list[ModelChoice] = field(default_factory=list)
+    arena_size: int = 0  # models an anonymous battle may draw (active, servable, weight above 0)
+    add_model_url: str = ""  # the page on adding your own model
+
+
+def arena_size(eligible: Sequence[tuple[str, float]]) -> int:
+    """How many models an anonymous battle may draw, from :meth:`app.arena.service.Arena.eligible`
+    (a model with weight 0 is never drawn)."""
+    return sum(1 for _, weight in eligible if weight > 0)
 
 
 def display_names(models: Registry) -> dict[str, str]:
@@ -103,14 +114,46 @@ def arena_screen(
     limits: Limits,
     images_per_conversation: int = 0,
     image_max_bytes: int = 0,
+    drawable: int = 0,
 ) -> ArenaScreen:
     """A start page (no battle yet) or one battle, for the screen of ``mode``; the image picker
-    shows when the arena takes images (``images_per_conversation`` > 0)."""
+    shows when the arena takes images (``images_per_conversation`` > 0); ``drawable``: see
+    :func:`arena_size`."""
     template, nav, _ = ARENA_SCREENS[mode]
     choices = [ModelChoice(e.id, e.spec.display_name, sees(e)) for e in models.servable() if e.state != "down"]
     upload = image_upload(battle, models, images_per_conversation, image_max_bytes)
     view = battle_view(battle, mode, display_names(models), limits, upload)
-    return ArenaScreen(template, nav, mode, battle, view, choices)
+    return ArenaScreen(template, nav, mode, battle, view, choices, drawable, DOCS["add-a-model"].url)
+
+
+@dataclass(frozen=True)
+class Doc:
+    """A page of the documentation: a Markdown file in app/web/docs/, which README.md holds too,
+    under a heading of the same title between ``<!-- docs:NAME:begin/end -->`` markers
+    (tests/test_docs.py checks), so the page is there offline and in any install."""
+
+    file: str
+    url: str
+    title: str
+
+
+DOCS_DIR = Path(__file__).parent / "docs"
+DOCS = {"add-a-model": Doc("add-a-model.md", "/docs/add-a-model", "Add your own model")}
+
+
+@dataclass(frozen=True)
+class DocScreen:
+    """doc.html: a page of the documentation, rendered from its Markdown file."""
+
+    title: str
+    html: str
+    nav: str = ""
+
+
+@lru_cache(maxsize=len(DOCS))
+def doc_screen(name: str) -> DocScreen:
+    doc = DOCS[name]
+    return DocScreen(doc.title, answer_html((DOCS_DIR / doc.file).read_text()))
 
 
 @dataclass(frozen=True)
