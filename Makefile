@@ -25,13 +25,13 @@ LLAMA_KEY := $(shell printf '%s' '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)' | sha256
 WHEELS ?= $(HOME)/.cache/arena/wheels
 LLAMA_WHEELHOUSE := $(WHEELS)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 
-.PHONY: serve test install install-dev install-gpu static chromium lint fast bench llama-wheel trainer-tools demo-model
+.PHONY: serve test install install-dev install-train install-gpu static chromium lint fast bench llama-wheel trainer-tools demo-model
 
-serve: install static
+serve: install static demo-model
 	@$(BIN)/arena serve; rc=$$?; if [ $$rc -gt 128 ]; then \
 	  echo "arena: the server was killed by signal $$((rc - 128)) ($$(kill -l $$((rc - 128)))). An ILL means the llama.cpp build does not run on this CPU: run $(BIN)/arena doctor" >&2; fi; exit $$rc
 
-test: install-dev static chromium trainer-tools lint
+test: install-dev static chromium trainer-tools demo-model lint
 	$(BIN)/python -m pytest -q
 
 fast: install-dev static trainer-tools
@@ -54,6 +54,12 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 install-dev: $(VENV)/.installed-dev
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 	$(BIN)/pip install -q -e '.[dev,hf,train]'
+	touch $(VENV)/.installed $(VENV)/.installed-train $@
+
+# What `arena train` needs (torch is pinned in pyproject.toml, so pip takes that build, not the newest).
+install-train: $(VENV)/.installed-train
+$(VENV)/.installed-train: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
+	$(BIN)/pip install -q -e '.[train]'
 	touch $(VENV)/.installed $@
 
 # Build the wheel once per (version, flags) into its own folder, without pip's cache (which would hand
@@ -109,7 +115,15 @@ $(VENV)/.installed-gpu: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 trainer-tools: install-dev
 	$(BIN)/python -m trainer converter
 
-# The chat-tuned bundled Gemma: LoRA on the seed set, an adapter GGUF over the bundled file (resumable).
-# The default models file offers it as gemma-3-270m-chat once it exists.
-demo-model: trainer-tools
-	$(BIN)/arena train demo
+# The chat-tuned bundled Gemma (gemma-3-270m-chat in the default models file): LoRA on the seed set,
+# an adapter GGUF over the bundled file. `make serve` and `make test` build it once: it is cached in
+# ~/.cache/arena/demo-model (or $ARENA_DEMO_MODEL) under a key of the seed data, the base weights and
+# the trainer's version, so later runs only check the key (no torch import, under a second) and a
+# change to any of them trains again. ARENA_SKIP_DEMO=1 skips the step.
+demo-model: install
+ifeq ($(ARENA_SKIP_DEMO),1)
+	@echo "arena: ARENA_SKIP_DEMO=1: the demo chat model is not built"
+else
+	@$(BIN)/python -m trainer demo --check || { $(MAKE) --no-print-directory install-train && $(BIN)/arena train demo; } || \
+	  { echo "arena: building the demo chat model failed; ARENA_SKIP_DEMO=1 make serve serves without it" >&2; exit 1; }
+endif

@@ -87,7 +87,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     sub.add_parser("converter", help="Fetch llama.cpp's converter from the pinned llama-cpp-python sdist (pip).")
     demo = sub.add_parser("demo", help="Build the chat-tuned bundled Gemma (LoRA on the seed set); resumable.")
-    demo.add_argument("--out", type=Path, default=None, help="Output folder (default: ~/.cache/arena/demo-model).")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="Output folder (default: $ARENA_DEMO_MODEL, else ~/.cache/arena/demo-model).",
+    )
+    demo.add_argument(
+        "--check",
+        action="store_true",
+        help="Only say whether the built model is current (exit 0) or must be trained (exit 1); imports no torch.",
+    )
 
 
 def run(args: Any) -> int:
@@ -119,6 +129,12 @@ def _dispatch(args: Any) -> int:
 
         print(f"converter ready in {fetch()}")
         return 0
+    if command == "demo" and args.check:
+        from trainer.demo import check
+
+        current, line = check(args.out)
+        print(f"arena: {line}")
+        return 0 if current else 1
     if command == "demo":
         from trainer.demo import build_demo
 

@@ -68,7 +68,7 @@ def prepare_out(out: Path, *, resume: bool, settings: dict[str, Any]) -> dict[st
             )
             raise TrainError(f"{out}: cannot resume with different settings ({', '.join(changed)})")
         return dict(earlier)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(not p.name.startswith(".") for p in out.iterdir()):  # a caller's marker may wait
         raise TrainError(f"{out} is not empty; pass --resume to continue its run, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     return None
