@@ -161,3 +161,16 @@ def test_serve_and_test_need_the_demo_model() -> None:
     for target in ("serve", "test"):
         prereqs = next(line for line in text.splitlines() if line.startswith(f"{target}:")).split()[1:]
         assert "demo-model" in prereqs, target
+
+
+def test_a_fresh_run_starts_in_a_folder_that_holds_only_its_key(tmp_path: Path) -> None:
+    """build_demo writes the key before training starts; the trainer's own emptiness check lets it be."""
+    from trainer.runinfo import prepare_out
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / demo.KEY_FILE).write_text(json.dumps(demo.demo_key()))
+    assert prepare_out(out, resume=False, settings={}) is None
+    (out / "stray.txt").write_text("x")
+    with pytest.raises(TrainError, match="is not empty"):
+        prepare_out(out, resume=False, settings={})
