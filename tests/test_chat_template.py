@@ -98,7 +98,9 @@ async def test_auto_renders_smollm2s_own_template(smollm2: LlamaWeights, case: s
         messages=dicts(messages), add_generation_prompt=True, bos_token="<|im_start|>", eos_token="<|im_end|>"
     )
     assert ours == theirs.prompt == by_hand
-    assert ours.endswith("<|im_start|>assistant\n") and ours.count("<|im_start|>") == len(messages) + 1 + (case == "user turn")
+    assert ours.endswith("<|im_start|>assistant\n") and ours.count("<|im_start|>") == len(messages) + 1 + (
+        case == "user turn"
+    )
 
 
 async def test_smollm2s_template_is_chatml_written_out(smollm2: LlamaWeights) -> None:
@@ -216,7 +218,10 @@ def source(template: str) -> TemplateSource:
             "{% endif %}{{ m.content }}{% endfor %}",
             "does not render a system, user, assistant, user conversation: it raised: no answers here",
         ),
-        ("{{ messages[0].content.nope.deeper }}", "does not render a system, user, assistant, user conversation: Undef"),
+        (
+            "{{ messages[0].content.nope.deeper }}",
+            "does not render a system, user, assistant, user conversation: Undef",
+        ),
         ("{{ ''.__class__.__mro__ }}", "SecurityError"),  # the sandbox
         ("{% do messages.append({'role': 'user'}) %}", "does not compile"),  # no extension statements
         ("{{ messages.append({'role': 'user'}) }}", "SecurityError"),  # the immutable sandbox
@@ -275,8 +280,13 @@ ALTERNATING = (  # Hugging Face's usual check: user and assistant turns alternat
 def test_a_conversation_the_template_refuses_is_the_clients_error() -> None:
     template = ChatTemplate(source(ALTERNATING))  # the probe passes: the system text joins the first user turn
     assert template.system_role is False
-    assert template([SYSTEM, USER]).text == "[user]You answer in one short sentence.\n\nWhat is the capital of France?[assistant]"
-    with pytest.raises(Invalid, match="the chat template of odd.gguf refused these messages: it raised: Conversation") as e:
+    assert (
+        template([SYSTEM, USER]).text
+        == "[user]You answer in one short sentence.\n\nWhat is the capital of France?[assistant]"
+    )
+    with pytest.raises(
+        Invalid, match="the chat template of odd.gguf refused these messages: it raised: Conversation"
+    ) as e:
         template([USER, USER])
     assert e.value.param == "messages"
 
@@ -288,7 +298,10 @@ def test_a_template_that_drops_the_system_text_gets_it_in_the_first_user_turn() 
     )
     keeping = ChatTemplate(source("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"))
     assert keeping.system_role is True
-    assert keeping([ChatMessage("developer", "Be kind."), USER]).text == "<system>Be kind.<user>What is the capital of France?"
+    assert (
+        keeping([ChatMessage("developer", "Be kind."), USER]).text
+        == "<system>Be kind.<user>What is the capital of France?"
+    )
 
 
 def test_the_variables_llama_server_gives_a_template() -> None:
@@ -299,7 +312,7 @@ def test_the_variables_llama_server_gives_a_template() -> None:
         "|{{ m.role }}{% endfor %}"
     )
     template = ChatTemplate(source(every))
-    message = ChatMessage("user", "Crème <brûlée> & \"tea\"")
+    message = ChatMessage("user", 'Crème <brûlée> & "tea"')
     year = str(datetime.now().year)
     assert template([message]).text == (
         f'<s>|</s>|True|{year}|[{{"role": "user", "content": "Crème <brûlée> & \\"tea\\""}}]|no tools|answer|user'
