@@ -155,7 +155,7 @@ def models_file(work: Path) -> Path:
 
         mmproj = build_tiny_mmproj(work / "mmproj")
         text += (
-            f'\n[[models]]\nid = "gemma-mmproj"\nweights = "bundled:gemma-3-270m"\nvision = true\n'
+            f'\n[[models]]\nid = "gemma-mmproj"\nweights = "bundled:gemma-3-270m"\nchat_format = "gemma"\nvision = true\n'
             f'mmproj = "{mmproj}"\ncontext_length = 1024\n'
         )
     except Exception as exc:  # noqa: BLE001 - the llama.cpp row is optional

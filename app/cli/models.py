@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="add: a .gguf file, a checkpoint folder, or bundled:NAME")
     parser.add_argument("--engine", default="auto", help="add: llama.cpp, transformers, vllm, remote or auto")
     parser.add_argument("--name", default="", help="add: display name")
-    parser.add_argument("--chat-format", default="gemma", help="add: turn format for GGUF files")
+    parser.add_argument(
+        "--chat-format", default="auto", help="add: turn format for GGUF files (auto: the file's own template)"
+    )
     parser.add_argument("--lora", default="", help="add: a LoRA adapter GGUF over --weights (llama.cpp)")
     parser.add_argument("--context-length", type=int, default=2048, help="add: context window")
     parser.add_argument("--weight", type=float, default=1.0, help="add: battle sampling weight")

@@ -34,7 +34,8 @@ from app.engines.base import (
     Gate,
     GenerationRequest,
 )
-from app.engines.chat_formats import FORMATS, Prompt
+from app.engines.chat_formats import Prompt
+from app.engines.chat_template import Format, TemplateSource, format_for
 from app.engines.llamacpp_vision import Media, Projector
 from app.engines.stops import StopMatcher
 
@@ -88,6 +89,7 @@ class LlamaWeights:
         self._projectors: dict[str, Projector] = {}  # mmproj GGUF path -> projector (freed with the model)
         self._lock = threading.Lock()
         self.size_bytes = os.path.getsize(path)
+        self.chat = TemplateSource(os.path.basename(path), "")  # read from the file at load
 
     def load(self) -> None:
         llama_cpp = _llama()
@@ -101,6 +103,32 @@ class LlamaWeights:
         self._model = model
         self._vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_ctx = min(self.n_ctx, llama_cpp.llama_model_n_ctx_train(model)) or self.n_ctx
+        self.chat = self._chat_source()
+
+    def _chat_source(self) -> TemplateSource:
+        """The file's chat template and the texts of its BOS, EOS and end-of-turn tokens (metadata)."""
+        llama_cpp = _llama()
+        vocab, buf = self._vocab, ctypes.create_string_buffer(256)
+
+        def text(token: int) -> str:
+            return self.piece(token, buf, special=True).decode("utf-8", errors="replace") if token >= 0 else ""
+
+        template = llama_cpp.llama_model_chat_template(self._model, None) or b""
+        eos, eot = text(llama_cpp.llama_vocab_eos(vocab)), text(llama_cpp.llama_vocab_eot(vocab))
+        return TemplateSource(
+            name=os.path.basename(self.path),
+            template=template.decode("utf-8", errors="replace"),
+            bos_token=text(llama_cpp.llama_vocab_bos(vocab)),
+            eos_token=eos,
+            end_of_turn=tuple(dict.fromkeys(t for t in (eos, eot) if t)),
+            adds_bos=bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
+        )
+
+    def special_pieces(self, text: str) -> list[str]:
+        """The control tokens in ``text`` (tokenized as a prompt is), as text, each once."""
+        buf = ctypes.create_string_buffer(256)
+        found = [self.piece(t, buf, special=True) for t in self.tokenize(text) if self.is_control(t)]
+        return list(dict.fromkeys(p.decode("utf-8", errors="replace") for p in found if p))
 
     @property
     def loaded(self) -> bool:
@@ -224,20 +252,24 @@ class LlamaCppEngine(Engine):
         weights: LlamaWeights,
         budget: CpuBudget,
         *,
-        chat_format: str = "gemma",
+        chat_format: str | Format = "gemma",
         parallel: int = 2,
         max_queue: int = 16,
         lora: str = "",
         projector: Projector | None = None,
     ) -> None:
-        if chat_format not in FORMATS:
-            raise ValueError(f"unknown chat_format {chat_format!r}; known: {sorted(FORMATS)}")
+        # a format's name ("auto": the file's own template, checked here; ChatTemplateError names the file),
+        # or a format the factory has resolved already
+        self.format = (
+            format_for(chat_format, weights.chat, weights.special_pieces)
+            if isinstance(chat_format, str)
+            else chat_format
+        )
         self.weights = weights
         self.lora = lora  # a LoRA adapter GGUF applied over the shared weights ("" for none)
         self.projector = projector  # the mmproj that lets this model see images
         self.vision = projector is not None
         self.budget = budget
-        self.format = FORMATS[chat_format]
         self.max_context = weights.n_ctx
         self.parallel = parallel
         self.max_queue = max_queue

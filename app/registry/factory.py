@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from app.engines.base import Engine, EngineError
+from app.engines.chat_template import format_for
 from app.engines.llamacpp import CpuBudget, LlamaCppEngine, LlamaWeights
 from app.engines.llamacpp_check import CheckResult
 from app.engines.scripted import ScriptedEngine
@@ -208,11 +209,20 @@ class EngineFactory:
             except WeightsError as exc:
                 raise EngineError(str(exc)) from None
         weights = self._weights.get(path)
+        fresh = weights is None
         if weights is None:
             await self._check(path)
             weights = LlamaWeights(path, n_ctx=n_ctx)
             await asyncio.to_thread(weights.load)
             self._weights[path] = weights
+        try:
+            # before any projector loads: "auto" checks the file's own template (ChatTemplateError)
+            turns = format_for(spec.chat_format, weights.chat, weights.special_pieces)
+        except Exception:
+            if fresh:  # loaded for this entry alone: not kept for a model that cannot serve
+                weights.close()
+                del self._weights[path]
+            raise
         projector = None
         if spec.mmproj:  # a projector that would crash libmtmd crashes the child, not us
             await self._check(path, spec.mmproj)
@@ -220,7 +230,7 @@ class EngineFactory:
         engine = LlamaCppEngine(
             weights,
             self.budget,
-            chat_format=spec.chat_format,
+            chat_format=turns,
             parallel=self.parallel,
             max_queue=self.max_queue,
             lora=spec.lora,

@@ -53,7 +53,11 @@ class ModelSpec(BaseModel):
     lora: str = Field("", description="A LoRA adapter GGUF applied over the weights (llama.cpp engine).")
     vision: bool = Field(False, description="The model takes images (llama.cpp needs mmproj too).")
     mmproj: str = Field("", description="The multimodal projector GGUF of a llama.cpp vision model.")
-    chat_format: str = "gemma"
+    chat_format: str = Field(
+        "auto",
+        description="Turn format of a GGUF: auto (the file's own chat template; chatml when it has none), "
+        "gemma, chatml, llama-3 or plain.",
+    )
     context_length: int = Field(2048, gt=0)
     defaults: GenerationDefaults = Field(default_factory=lambda: GenerationDefaults())
     metadata: ModelMetadata = Field(default_factory=lambda: ModelMetadata())
