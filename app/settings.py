@@ -26,9 +26,13 @@ class Settings(BaseModel):
     db: Path = Field(Path("arena.db"), description="SQLite database file.")
     api_key: list[str] = Field(
         default_factory=list,
-        description="API keys that protect /v1 (repeat the flag, or comma-separate in env).",
+        description="API keys that protect /v1 (repeat the flag, or comma-separate in env); each at least 16 "
+        "characters, an empty one is no key.",
     )
-    admin_token: str | None = Field(None, description="Token for /admin and /api/v1/admin; admin is off when unset.")
+    admin_token: str | None = Field(
+        None,
+        description="Token for /admin and /api/v1/admin, at least 16 characters; admin is off when unset or empty.",
+    )
     max_body_bytes: int = Field(
         21_000_000, gt=0, description="Largest request body accepted (a 15 MB image is 20 MB as base64 in JSON)."
     )
@@ -142,6 +146,18 @@ class Settings(BaseModel):
         parse_rate(value)
         return value
 
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: str | None) -> str | None:
+        """Empty (an unset compose variable, say) is no token: admin stays off."""
+        value = (value or "").strip()
+        return check_secret(value) if value else None
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_keys(cls, value: list[str]) -> list[str]:
+        return [check_secret(k) for k in (v.strip() for v in value) if k]
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -151,6 +167,16 @@ class Settings(BaseModel):
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MIN_SECRET_CHARS = 16
+
+
+def check_secret(value: str) -> str:
+    """A token or key long enough not to be guessed; the message does not echo it."""
+    if len(value) < MIN_SECRET_CHARS:
+        raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters (this one has {len(value)})")
+    return value
+
+
 MODERATION_KINDS = ("words", "model", "remote")
 
 

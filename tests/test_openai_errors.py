@@ -84,10 +84,10 @@ async def test_content_parts_and_unknown_fields_are_accepted(client: AsyncTestCl
 
 
 async def test_api_key_protects_v1_only(make_app) -> None:
-    async with AsyncTestClient(make_app(api_key=["k1", "k2"])) as c:
+    async with AsyncTestClient(make_app(api_key=["key-one-0123456789", "key-two-0123456789"])) as c:
         _assert_error(await c.get("/v1/models"), 401, code="invalid_api_key")
         _assert_error(await c.get("/v1/models", headers={"Authorization": "Bearer nope"}), 401)
-        assert (await c.get("/v1/models", headers={"Authorization": "Bearer k2"})).status_code == 200
+        assert (await c.get("/v1/models", headers={"Authorization": "Bearer key-two-0123456789"})).status_code == 200
         assert (await c.get("/health")).status_code == 200
         assert (await c.get("/ready")).status_code == 200
         assert (await c.get("/metrics")).status_code == 200

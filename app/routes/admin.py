@@ -25,6 +25,7 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.arena.visitors import client_ip
 from app.errors import DomainError, Invalid, NotFound, validated
 from app.moderation.log import flag_afterwards
 from app.registry.core import Registry, UnknownModel
@@ -39,7 +40,8 @@ COOKIE = "arena_admin"
 
 
 def _token_ok(given: str, expected: str | None) -> bool:
-    return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+    """An empty token is never right (settings turn an empty one into no token)."""
+    return bool(given and expected) and hmac.compare_digest(given.encode(), str(expected).encode())
 
 
 def _session_key(state: State) -> bytes:
@@ -81,12 +83,28 @@ def _csrf_ok(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     return hmac.compare_digest(signature.encode(), expected.encode())
 
 
+def _bearer_ok(connection: ASGIConnection[Any, Any, Any, Any], token: str) -> bool:
+    """A bearer token, throttled per IP like the login form: each wrong one counts in the
+    --login-rate window, and while that is full every bearer token is refused (429), the right
+    one too, so guessing cannot go on. With admin off there is nothing to guess or count."""
+    state = connection.app.state
+    if state.settings.admin_token is None:
+        return False
+    peer = connection.client.host if connection.client else None
+    ip = client_ip(peer, connection.headers, state.settings.trusted_proxies)
+    state.throttle.check("login", ip)
+    if _token_ok(token, state.settings.admin_token):
+        return True
+    state.throttle.count("login", ip)
+    return False
+
+
 def is_admin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     """A valid bearer token or a valid session cookie (for reading; writes need more, see the guard)."""
     state = connection.app.state
     token = _bearer(connection)
     if token is not None:
-        return _token_ok(token, state.settings.admin_token)
+        return _bearer_ok(connection, token)
     return session_ok(state, connection.cookies.get(COOKIE, ""))
 
 
