@@ -99,7 +99,7 @@ async def test_unknown_route_under_v1_is_openai_shaped(client: AsyncTestClient) 
 
 async def test_server_keeps_serving_after_bad_input(client: AsyncTestClient) -> None:
     for body in (b"{", b"\x00\x01", b'{"model": null}'):
-        assert (await client.post(CHAT, content=body)).status_code == 400
+        assert (await client.post(CHAT, content=body, headers={"content-type": "application/json"})).status_code == 400
     r = await client.post(CHAT, json=_msg())
     assert r.status_code == 200
     assert r.json()["choices"][0]["message"]["content"] == "Hello there."

@@ -20,7 +20,7 @@ from app.openai.stream import Completion, finish_reason, stream_events
 from app.registry import generate
 from app.registry.core import ModelEntry
 from app.routes.common import visitor
-from app.routes.errors import unauthorized
+from app.routes.errors import APIError, unauthorized
 from app.routes.openapi import json_body
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,22 @@ def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: Base
         ok |= hmac.compare_digest(token.encode(), key.encode())
     if not ok:
         raise unauthorized()
+
+
+def json_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    """A request with a body sends it as ``application/json`` (a charset may follow). A form or
+    text/plain POST needs no CORS preflight, so any web page could otherwise make a visitor's
+    browser generate here; a JSON one is preflighted, and /v1 grants no CORS."""
+    if connection.scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+        return
+    media_type = connection.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise APIError(
+            415,
+            "Send the body as JSON, with Content-Type: application/json.",
+            param="Content-Type",
+            code="unsupported_media_type",
+        )
 
 
 @get("/models")
@@ -138,5 +154,5 @@ async def completions(request: Request[Any, Any, Any], state: State) -> Response
 router = Router(
     path="/v1",
     route_handlers=[list_models, chat_completions, completions],
-    guards=[api_key_guard],
+    guards=[api_key_guard, json_guard],
 )
