@@ -90,7 +90,8 @@ def _state(settings: Settings) -> State:
     store = Store(settings.db)
     throttle = Throttle.from_settings(settings)
     board = LeaderboardService(store)
-    limits = Limits(settings.max_prompt_chars, settings.max_turns, settings.generation_timeout)
+    modes = tuple("direct" if m == "chat" else m for m in settings.open_modes)  # the arena's name for chat
+    limits = Limits(settings.max_prompt_chars, settings.max_turns, settings.generation_timeout, modes)
     arena = Arena(registry, store, metrics, limits)
     arena.on_vote = board.bump
     arena.throttle = throttle

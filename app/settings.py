@@ -59,6 +59,11 @@ class Settings(BaseModel):
         min_length=1,
         description="Remote models' api_key_env must start with this; other environment variables are refused.",
     )
+    modes: list[str] = Field(
+        default_factory=list,
+        description="Modes open to visitors: anony, named (side by side), chat (repeat the flag, or comma-separate); "
+        "all three when unset, anony alone with --api-key (a named battle or a chat is /v1 by another door).",
+    )
     trusted_proxies: list[str] = Field(default_factory=list, description="Proxy IPs whose X-Forwarded-For is believed.")
     generation_timeout: float = Field(300.0, gt=0, description="Seconds one battle answer may take before it fails.")
     model_dir: list[str] = Field(
@@ -146,6 +151,22 @@ class Settings(BaseModel):
         parse_rate(value)
         return value
 
+    @field_validator("modes")
+    @classmethod
+    def _modes(cls, value: list[str]) -> list[str]:
+        modes = [m.strip().lower() for v in value for m in v.split(",") if m.strip()]
+        unknown = [m for m in modes if m not in MODES]
+        if unknown:
+            raise ValueError(f"unknown mode {unknown[0]!r}; the modes are {', '.join(MODES)}")
+        return list(dict.fromkeys(modes))
+
+    @property
+    def open_modes(self) -> tuple[str, ...]:
+        """The modes visitors may use: --modes, else every mode, or anony alone when /v1 needs a key."""
+        if self.modes:
+            return tuple(self.modes)
+        return ("anony",) if self.api_key else MODES
+
     @field_validator("admin_token")
     @classmethod
     def _admin_token(cls, value: str | None) -> str | None:
@@ -178,6 +199,7 @@ def check_secret(value: str) -> str:
 
 
 MODERATION_KINDS = ("words", "model", "remote")
+MODES = ("anony", "named", "chat")  # the arena calls chat "direct"
 
 
 def parse_rate(spec: str) -> tuple[int, float]:

@@ -241,7 +241,7 @@ async def test_stop_right_after_start(arena) -> None:
     async with arena() as c:
         service = c.app.state.arena
         battle = await service.start("Hi", mode="anony", voter_hash="x")
-        await service.stop(battle.id)  # before the sides' tasks first ran
+        await service.stop(battle.id, client="x")  # before the sides' tasks first ran
         await asyncio.wait_for(service.wait(battle), 5)
         assert {s.finish_reason for s in battle.turn.sides.values()} == {"stopped"}
 

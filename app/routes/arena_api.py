@@ -191,11 +191,12 @@ def last_event_id(request: Request[Any, Any, Any]) -> int | None:
 @get("/battles/{battle_id:str}/events")
 async def battle_events(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Stream:
     arena: Arena = state.arena
-    battle = await arena.get(battle_id)
+    client = visitor(request, state)[1]
+    battle = await arena.owned(battle_id, client)  # a 404 before the stream starts
     resume = last_event_id(request)
 
     async def body() -> AsyncIterator[bytes]:
-        async for event_id, event in arena.events(battle_id, resume):
+        async for event_id, event in arena.events(battle_id, resume, client=client):
             yield _json_event(event_id, event, revealed(battle))
 
     return Stream(body(), media_type="text/event-stream", headers=SSE_HEADERS)

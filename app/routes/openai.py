@@ -14,6 +14,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Stream
 
 from app.engines.base import GenerationRequest
+from app.errors import Forbidden
 from app.moderation.log import Origin
 from app.openai import images, schema
 from app.openai.stream import Completion, finish_reason, stream_events
@@ -69,6 +70,7 @@ async def list_models(state: State) -> dict[str, Any]:
                 "owned_by": e.spec.metadata.organization or "arena",
             }
             for e in state.models.all()
+            if not e.spec.anony_only
         ],
     }
 
@@ -103,7 +105,10 @@ async def _respond(
 
 
 def _admit(request: Request[Any, Any, Any], state: State, entry: ModelEntry) -> None:
-    """The one rate limiter, as for battles: per client and per model."""
+    """The one rate limiter, as for battles: per client and per model. A model kept to
+    anonymous battles (``anony_only``) is not served by name here either."""
+    if entry.spec.anony_only:
+        raise Forbidden(f"The model `{entry.id}` is only in anonymous battles.", param="model", code="model_anony_only")
     state.throttle.admit(visitor(request, state)[1], [entry.id])
 
 
