@@ -35,6 +35,10 @@ class NotFound(DomainError):
     """No such battle, model or answer."""
 
 
+class Forbidden(DomainError):
+    """Not open to this visitor: a mode the server does not offer, a model kept out of a mode."""
+
+
 class Conflict(DomainError):
     """The request does not fit the current state (a second vote, a busy battle)."""
 

@@ -35,8 +35,9 @@ from app.registry.core import Registry
 from app.registry.factory import MB, memory_total
 from app.registry.spec import ModelSpec, check_api_key_env, load_models
 from app.routes import admin, admin_eval, arena_api, errors, health, leaderboard, openai, openapi, pages
+from app.routes.security_headers import add_security_headers
 from app.settings import Settings
-from app.store import migrations
+from app.store import admin_sessions, migrations
 from app.store.db import Store
 from app.web import views
 
@@ -90,7 +91,8 @@ def _state(settings: Settings) -> State:
     store = Store(settings.db)
     throttle = Throttle.from_settings(settings)
     board = LeaderboardService(store)
-    limits = Limits(settings.max_prompt_chars, settings.max_turns, settings.generation_timeout)
+    modes = tuple("direct" if m == "chat" else m for m in settings.open_modes)  # the arena's name for chat
+    limits = Limits(settings.max_prompt_chars, settings.max_turns, settings.generation_timeout, modes)
     arena = Arena(registry, store, metrics, limits)
     arena.on_vote = board.bump
     arena.throttle = throttle
@@ -110,6 +112,7 @@ def _state(settings: Settings) -> State:
             "jobs": Jobs(),  # the /admin eval job (one at a time)
             "moderation": moderator,
             "images": images,
+            "ended_sessions": set(),  # admin sessions ended by logout (app.store.admin_sessions)
         }
     )
 
@@ -132,6 +135,7 @@ def _lifespan(state: State, specs: list[ModelSpec], csrf: CSRFConfig) -> Any:
             await state.store.open()
             if not state.settings.secret:
                 state.secret = csrf.secret = await asyncio.to_thread(migrations.stored_secret, state.store.path)
+            state.ended_sessions.update(await admin_sessions.ended_sessions(state.store))
             await state.models.start(specs, state.store)
             async with background(reaper(state.models)):
                 yield
@@ -177,7 +181,7 @@ def create_app(settings: Settings) -> Litestar:
         state=state,
         plugins=[HTMXPlugin()],
         lifespan=[_lifespan(state, specs, csrf)],
-        before_send=[_count_requests(state.metrics)],
+        before_send=[_count_requests(state.metrics), add_security_headers],
         exception_handlers=errors.HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=openapi.config(),

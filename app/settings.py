@@ -26,9 +26,13 @@ class Settings(BaseModel):
     db: Path = Field(Path("arena.db"), description="SQLite database file.")
     api_key: list[str] = Field(
         default_factory=list,
-        description="API keys that protect /v1 (repeat the flag, or comma-separate in env).",
+        description="API keys that protect /v1 (repeat the flag, or comma-separate in env); each at least 16 "
+        "characters, an empty one is no key.",
     )
-    admin_token: str | None = Field(None, description="Token for /admin and /api/v1/admin; admin is off when unset.")
+    admin_token: str | None = Field(
+        None,
+        description="Token for /admin and /api/v1/admin, at least 16 characters; admin is off when unset or empty.",
+    )
     max_body_bytes: int = Field(
         21_000_000, gt=0, description="Largest request body accepted (a 15 MB image is 20 MB as base64 in JSON)."
     )
@@ -54,6 +58,11 @@ class Settings(BaseModel):
         "ARENA_REMOTE_",
         min_length=1,
         description="Remote models' api_key_env must start with this; other environment variables are refused.",
+    )
+    modes: list[str] = Field(
+        default_factory=list,
+        description="Modes open to visitors: anony, named (side by side), chat (repeat the flag, or comma-separate); "
+        "all three when unset, anony alone with --api-key (a named battle or a chat is /v1 by another door).",
     )
     trusted_proxies: list[str] = Field(default_factory=list, description="Proxy IPs whose X-Forwarded-For is believed.")
     generation_timeout: float = Field(300.0, gt=0, description="Seconds one battle answer may take before it fails.")
@@ -142,6 +151,34 @@ class Settings(BaseModel):
         parse_rate(value)
         return value
 
+    @field_validator("modes")
+    @classmethod
+    def _modes(cls, value: list[str]) -> list[str]:
+        modes = [m.strip().lower() for v in value for m in v.split(",") if m.strip()]
+        unknown = [m for m in modes if m not in MODES]
+        if unknown:
+            raise ValueError(f"unknown mode {unknown[0]!r}; the modes are {', '.join(MODES)}")
+        return list(dict.fromkeys(modes))
+
+    @property
+    def open_modes(self) -> tuple[str, ...]:
+        """The modes visitors may use: --modes, else every mode, or anony alone when /v1 needs a key."""
+        if self.modes:
+            return tuple(self.modes)
+        return ("anony",) if self.api_key else MODES
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, value: str | None) -> str | None:
+        """Empty (an unset compose variable, say) is no token: admin stays off."""
+        value = (value or "").strip()
+        return check_secret(value) if value else None
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_keys(cls, value: list[str]) -> list[str]:
+        return [check_secret(k) for k in (v.strip() for v in value) if k]
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -151,7 +188,18 @@ class Settings(BaseModel):
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MIN_SECRET_CHARS = 16
+
+
+def check_secret(value: str) -> str:
+    """A token or key long enough not to be guessed; the message does not echo it."""
+    if len(value) < MIN_SECRET_CHARS:
+        raise ValueError(f"must be at least {MIN_SECRET_CHARS} characters (this one has {len(value)})")
+    return value
+
+
 MODERATION_KINDS = ("words", "model", "remote")
+MODES = ("anony", "named", "chat")  # the arena calls chat "direct"
 
 
 def parse_rate(spec: str) -> tuple[int, float]:

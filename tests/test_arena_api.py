@@ -18,7 +18,7 @@ async def test_whole_battle(arena) -> None:
         (turn,) = body["turns"]
         assert set(turn) == {"a", "b"}
         assert {turn["a"]["text"], turn["b"]["text"]} == {"Alpha one.", "Beta one."}
-        assert turn["a"]["finish_reason"] == turn["b"]["finish_reason"] == "stop"
+        assert turn["a"]["finish_reason"] is turn["b"]["finish_reason"] is None  # until the vote (issue 19)
 
         state = (await c.get(f"/api/v1/battles/{battle_id}")).json()
         assert state == {"id": battle_id, "mode": "anony", "status": "open", "turns": body["turns"], "models": None}
@@ -37,6 +37,7 @@ async def test_whole_battle(arena) -> None:
         assert r.json() == expected
         state = (await c.get(f"/api/v1/battles/{battle_id}")).json()
         assert state["status"] == "voted"
+        assert state["turns"][1]["a"]["finish_reason"] == state["turns"][1]["b"]["finish_reason"] == "stop"
         assert state["models"] == {"a": expected["model_a"], "b": expected["model_b"]}
         vote = db_rows(c.app, "SELECT * FROM votes")[0]
         assert (vote["winner"], vote["turns"], vote["mode"]) == ("model_a", 2, "anony")
@@ -64,7 +65,8 @@ async def test_events_without_wait(arena) -> None:
             elif e.event in ("a-set", "b-set") and not data["finished"]:
                 text[e.event[0]] = data["text"] + text[e.event[0]]
         finals = {e.event[0]: json.loads(e.data) for e in events if e.event.endswith("-set")}
-        assert all(f["finished"] and f["finish_reason"] == "stop" and f["error"] is None for f in finals.values())
+        # finish_reason waits for the vote (issue 19)
+        assert all(f["finished"] and f["finish_reason"] is None and f["error"] is None for f in finals.values())
         assert sorted(text.values()) == ["a b c d e f", "g h i j k l"]
         assert {f["text"] for f in finals.values()} == set(text.values())
         assert (await c.get(f"/api/v1/battles/{battle_id}")).json()["status"] == "open"

@@ -68,7 +68,7 @@ async def test_transformers_queue_is_bounded_before_any_thread_starts(monkeypatc
 
 
 async def test_a_full_queue_is_503_with_retry_after_on_v1_and_shown_to_admin(arena) -> None:
-    async with arena({"alpha": [" ".join(["w"] * 50)], "beta": ["b"]}, admin_token="t") as c:
+    async with arena({"alpha": [" ".join(["w"] * 50)], "beta": ["b"]}, admin_token="t" * 16) as c:
         engine = c.app.state.models.get("alpha").engine
         engine.delay = 0.02
         engine.gate = Gate(parallel=1, max_queue=1)
@@ -76,10 +76,10 @@ async def test_a_full_queue_is_503_with_retry_after_on_v1_and_shown_to_admin(are
         running = [asyncio.create_task(c.post("/v1/chat/completions", json=body)) for _ in range(2)]
         while engine.gate.waiting < 1:
             await asyncio.sleep(0.01)
-        admin = (await c.get("/api/v1/admin/models", headers={"Authorization": "Bearer t"})).json()
+        admin = (await c.get("/api/v1/admin/models", headers={"Authorization": "Bearer " + "t" * 16})).json()
         alpha = next(m for m in admin["models"] if m["id"] == "alpha")
         assert (alpha["queue_depth"], alpha["max_queue"]) == (1, 1)
-        metrics = (await c.get("/metrics", headers={"Authorization": "Bearer t"})).text
+        metrics = (await c.get("/metrics", headers={"Authorization": "Bearer " + "t" * 16})).text
         assert 'arena_queue_depth{model="alpha"} 1.0' in metrics
         r = await c.post("/v1/chat/completions", json=body)
         assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text

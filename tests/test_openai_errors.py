@@ -84,10 +84,10 @@ async def test_content_parts_and_unknown_fields_are_accepted(client: AsyncTestCl
 
 
 async def test_api_key_protects_v1_only(make_app) -> None:
-    async with AsyncTestClient(make_app(api_key=["k1", "k2"])) as c:
+    async with AsyncTestClient(make_app(api_key=["key-one-0123456789", "key-two-0123456789"])) as c:
         _assert_error(await c.get("/v1/models"), 401, code="invalid_api_key")
         _assert_error(await c.get("/v1/models", headers={"Authorization": "Bearer nope"}), 401)
-        assert (await c.get("/v1/models", headers={"Authorization": "Bearer k2"})).status_code == 200
+        assert (await c.get("/v1/models", headers={"Authorization": "Bearer key-two-0123456789"})).status_code == 200
         assert (await c.get("/health")).status_code == 200
         assert (await c.get("/ready")).status_code == 200
         assert (await c.get("/metrics")).status_code == 200
@@ -99,7 +99,7 @@ async def test_unknown_route_under_v1_is_openai_shaped(client: AsyncTestClient) 
 
 async def test_server_keeps_serving_after_bad_input(client: AsyncTestClient) -> None:
     for body in (b"{", b"\x00\x01", b'{"model": null}'):
-        assert (await client.post(CHAT, content=body)).status_code == 400
+        assert (await client.post(CHAT, content=body, headers={"content-type": "application/json"})).status_code == 400
     r = await client.post(CHAT, json=_msg())
     assert r.status_code == 200
     assert r.json()["choices"][0]["message"]["content"] == "Hello there."

@@ -15,13 +15,14 @@ from app.registry.core import Registry
 from app.registry.spec import ModelSpec
 from app.routes.errors import status_of
 
-TOKEN = {"Authorization": "Bearer admin-secret"}
+TOKEN = {"Authorization": "Bearer admin-secret-token"}
 
 
 @pytest.fixture
 async def admin(make_app, tmp_path: Path):
     (tmp_path / "models").mkdir()
-    app = make_app(admin_token="admin-secret", model_dir=[str(tmp_path / "models")])
+    # Many wrong tokens below: the throttle of wrong ones (tests/test_security_auth.py) out of the way.
+    app = make_app(admin_token="admin-secret-token", model_dir=[str(tmp_path / "models")], login_rate="1000/60")
     async with AsyncTestClient(app) as c:
         yield c
 
@@ -81,12 +82,12 @@ async def test_add_battle_pause_unload_reload(admin: AsyncTestClient) -> None:
 
 
 async def test_runtime_changes_survive_a_restart(make_app, tmp_path: Path) -> None:
-    app = make_app(admin_token="admin-secret")
+    app = make_app(admin_token="admin-secret-token")
     async with AsyncTestClient(app) as c:
         assert (await c.post("/api/v1/admin/models", json=_scripted("gamma"), headers=TOKEN)).status_code == 201
         assert (await c.post("/api/v1/admin/models/alpha/pause", headers=TOKEN)).status_code == 200
         assert (await c.delete("/api/v1/admin/models/beta", headers=TOKEN)).status_code == 200
-    async with AsyncTestClient(make_app(admin_token="admin-secret")) as c:
+    async with AsyncTestClient(make_app(admin_token="admin-secret-token")) as c:
         states = {m["id"]: m["state"] for m in (await c.get("/api/v1/admin/models", headers=TOKEN)).json()["models"]}
         assert states == {"alpha": "paused", "gamma": "active"}
 
@@ -176,7 +177,7 @@ async def test_admin_page_login_and_actions(admin: AsyncTestClient) -> None:
     await admin.get("/admin/login")
     csrf = {"x-csrftoken": admin.cookies["csrftoken"]}
     assert (await admin.post("/admin/login", data={"token": "nope"}, headers=csrf)).status_code == 401
-    assert (await admin.post("/admin/login", data={"token": "admin-secret"}, headers=csrf)).status_code == 200
+    assert (await admin.post("/admin/login", data={"token": "admin-secret-token"}, headers=csrf)).status_code == 200
 
     class Rows(HTMLParser):
         def __init__(self) -> None:

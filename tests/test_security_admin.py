@@ -15,7 +15,7 @@ from app.server import create_app
 from app.settings import Settings
 from tests.helpers.arena import csrf
 
-TOKEN = "admin-secret"
+TOKEN = "admin-secret-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 

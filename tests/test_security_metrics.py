@@ -8,7 +8,7 @@ import asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 MODELS = {"alpha-model": [" ".join(["word"] * 30)], "beta-model": [" ".join(["word"] * 30)]}
-BEARER = {"Authorization": "Bearer admin-secret"}
+BEARER = {"Authorization": "Bearer admin-secret-token"}
 
 
 def _labels(text: str) -> set[str]:
@@ -20,7 +20,7 @@ def _streams(text: str) -> float:
 
 
 async def test_polling_metrics_during_a_battle_finds_no_model_id(arena) -> None:
-    async with arena(MODELS, admin_token="admin-secret") as c:
+    async with arena(MODELS, admin_token="admin-secret-token") as c:
         for model_id in MODELS:
             c.app.state.models.get(model_id).engine.delay = 0.02  # ~0.6 s per answer
         r = await c.post("/api/v1/battles", json={"prompt": "Hi?"})

@@ -6,6 +6,8 @@ import pytest
 
 from app.settings import SettingsError, describe, load_settings
 
+KEY_A, KEY_B, KEY_C = ("key-a-" + "x" * 10, "key-b-" + "x" * 10, "key-c-" + "x" * 10)  # keys are 16+ characters
+
 
 def test_precedence_defaults_toml_env_cli(tmp_path: Path) -> None:
     toml = tmp_path / "arena.toml"
@@ -13,12 +15,12 @@ def test_precedence_defaults_toml_env_cli(tmp_path: Path) -> None:
     assert load_settings().port == 8000
     s = load_settings(config_file=toml)
     assert (s.port, s.host, s.parallel, s.max_queue) == (9001, "0.0.0.0", 3, 5)
-    s = load_settings(env={"ARENA_PORT": "9002", "ARENA_API_KEY": "a, b"}, config_file=toml)
-    assert (s.port, s.host, s.api_key) == (9002, "0.0.0.0", ["a", "b"])
+    s = load_settings(env={"ARENA_PORT": "9002", "ARENA_API_KEY": f"{KEY_A}, {KEY_B}"}, config_file=toml)
+    assert (s.port, s.host, s.api_key) == (9002, "0.0.0.0", [KEY_A, KEY_B])
     s = load_settings(
-        {"port": "9003", "api_key": ["c"]}, env={"ARENA_PORT": "9002", "ARENA_API_KEY": "a"}, config_file=toml
+        {"port": "9003", "api_key": [KEY_C]}, env={"ARENA_PORT": "9002", "ARENA_API_KEY": KEY_A}, config_file=toml
     )
-    assert (s.port, s.api_key) == (9003, ["c"])
+    assert (s.port, s.api_key) == (9003, [KEY_C])
 
 
 def test_config_file_from_env(tmp_path: Path) -> None:

@@ -86,6 +86,16 @@ class Throttle:
             raise self._refusal(kind, wait)
         self.windows[kind].take(key)
 
+    def check(self, kind: str, key: str) -> None:
+        """Raise :class:`RateLimited` while ``kind``'s window for ``key`` is full; counts nothing
+        (with :meth:`count`: a window of failures only, such as wrong admin tokens)."""
+        wait = self.windows[kind].wait(key)
+        if wait > 0:
+            raise self._refusal(kind, wait)
+
+    def count(self, kind: str, key: str) -> None:
+        self.windows[kind].take(key)
+
     def admit(self, client: str, models: Iterable[str]) -> None:
         """Count one generation on each of ``models`` for ``client``, or raise and count none.
 

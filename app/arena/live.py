@@ -5,6 +5,7 @@ number of readers follow (and a reconnecting reader replays). Neither side waits
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -104,6 +105,10 @@ class LiveBattle:
     voted: bool = False
     failed: bool = False
     interrupted: bool = False  # the server died mid-turn (app.store.recovery); never votable
+    owner: str = ""  # the voter hash of the visitor who started it: only they act on it
+
+    def owned_by(self, client: str) -> bool:
+        return bool(client) and hmac.compare_digest(self.owner.encode(), client.encode())
 
     @property
     def sides(self) -> list[str]:

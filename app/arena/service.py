@@ -22,7 +22,7 @@ from app.arena.limits import Throttle
 from app.arena.live import Event, LiveBattle, Side, Turn
 from app.arena.pairs import NotEnoughModels, draw_pair
 from app.engines.base import ChatMessage, Delta, EngineError, GenerationRequest, Image
-from app.errors import Conflict, DomainError, Invalid, NotFound, Unavailable
+from app.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
 from app.metrics import Metrics
 from app.moderation.log import Origin
 from app.moderation.service import Moderator
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_LIVE = 5000  # battles kept in memory; older ones are reloaded from the store on demand
+MODE_NAMES = {"anony": "anonymous battle", "named": "side by side", "direct": "chat"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Limits:
     max_prompt_chars: int = 8000
     max_turns: int = 8
     generation_timeout: float = 300.0
+    modes: tuple[str, ...] = ("anony", "named", "direct")  # the modes visitors may start (--modes)
 
 
 @dataclass
@@ -108,11 +110,27 @@ class Arena:
             raise Invalid("The prompt may not contain NUL bytes.")
         return prompt
 
+    def check_mode(self, mode: str) -> None:
+        """``mode`` is open on this server (--modes), or Forbidden; an unknown mode is Invalid."""
+        if mode not in MODE_NAMES:
+            raise Invalid("mode must be anony, named or direct", param="mode")
+        if mode not in self.limits.modes:
+            open_ = ", ".join(MODE_NAMES[m] for m in self.limits.modes)
+            raise Forbidden(
+                f"{MODE_NAMES[mode].capitalize()} is not open on this server; open: {open_}.",
+                param="mode",
+                code="mode_closed",
+            )
+
     async def _check_model(self, model_id: str, vision: bool = False) -> None:
         try:
             entry = await generate.resolve(self.models, model_id)
         except NotFound as exc:  # a model the visitor picked: their mistake, not a missing page
             raise Invalid(exc.message) from None
+        if entry.spec.anony_only:
+            raise Forbidden(
+                f"The model `{model_id}` is only in anonymous battles.", param="models", code="model_anony_only"
+            )
         if vision and not bi.sees(entry):
             raise Invalid(
                 f"The model `{model_id}` does not take images; pick a vision model, or send no image.",
@@ -154,11 +172,12 @@ class Arena:
         """A new battle; ``images`` (raw bytes, declared type) go with the first prompt. Every
         check runs before anything is stored: a refused battle leaves no row and no file."""
         prompt = self._check_prompt(prompt)
+        self.check_mode(mode)
         checked = await bi.check_uploads(self.images, images)  # a bad file is a 400 whatever the models
         sides, prob = await self._sides(mode, models, vision=bool(checked))
         self._admit(voter_hash, sides)
         await self._moderate(prompt, checked, Origin("battle", voter_hash=voter_hash, model=" ".join(sides.values())))
-        battle = LiveBattle(uuid.uuid4().hex, mode, sides)
+        battle = LiveBattle(uuid.uuid4().hex, mode, sides, owner=voter_hash)
         await bi.save_files(self.images, checked)
         await self.store.write(
             q.create_battle(q.NewBattle(battle.id, mode, sides["a"], sides.get("b", ""), prob, voter_hash, prompt))
@@ -167,11 +186,10 @@ class Arena:
         await self._begin_turn(battle, prompt, checked)
         return battle
 
-    async def add_turn(
-        self, battle_id: str, prompt: str, *, client: str = "", images: Sequence[Upload] = ()
-    ) -> LiveBattle:
+    async def add_turn(self, battle_id: str, prompt: str, *, client: str, images: Sequence[Upload] = ()) -> LiveBattle:
         prompt = self._check_prompt(prompt)
-        battle = await self.get(battle_id)
+        battle = await self.owned(battle_id, client)
+        self.check_mode(battle.mode)  # the mode may have closed since the battle began
         self._check_open(battle, len(images))
         checked = await bi.check_uploads(self.images, images, battle.image_count)
         await self._moderate(prompt, checked, Origin("battle", battle.id, client, " ".join(battle.models.values())))
@@ -327,8 +345,8 @@ class Arena:
 
     # -- controls -----------------------------------------------------------------------------
 
-    async def stop(self, battle_id: str) -> LiveBattle:
-        battle = await self.get(battle_id)
+    async def stop(self, battle_id: str, *, client: str) -> LiveBattle:
+        battle = await self.owned(battle_id, client)
         if battle.turn is not None:
             for state in battle.turn.sides.values():
                 # finish_reason is set once generation is over; the answer is then being stored,
@@ -339,8 +357,9 @@ class Arena:
                         state.task.cancel()
         return battle
 
-    async def regenerate(self, battle_id: str, *, client: str = "") -> LiveBattle:
-        battle = await self.get(battle_id)
+    async def regenerate(self, battle_id: str, *, client: str) -> LiveBattle:
+        battle = await self.owned(battle_id, client)
+        self.check_mode(battle.mode)
         if battle.voted:
             raise Conflict("This battle already has a vote.")
         turn = battle.turn
@@ -348,7 +367,7 @@ class Arena:
             raise Conflict("Nothing to regenerate yet.")
         self._admit(client, battle.models)
         if not turn.complete:
-            await self.stop(battle_id)
+            await self.stop(battle_id, client=client)
             await turn.finished.wait()
             if battle.turn is not turn or battle.voted:
                 raise Conflict("The battle changed meanwhile; reload it.")
@@ -367,8 +386,8 @@ class Arena:
         return battle
 
     async def vote(self, battle_id: str, winner: str, voter_hash: str) -> tuple[str, str]:
-        battle = self.live.get(battle_id)
-        if battle is not None and battle.busy:
+        battle = await self.owned(battle_id, voter_hash)
+        if battle.busy:
             raise Conflict("Both answers must be complete before voting.")
         for attempt in range(3):  # a read that trails the writer by a moment is read again
             try:
@@ -377,8 +396,7 @@ class Arena:
             except q.Changed:
                 if attempt == 2:
                     raise
-        if battle is not None:
-            battle.voted = True
+        battle.voted = True
         if self.on_vote is not None:
             self.on_vote()
         return pair
@@ -395,7 +413,8 @@ class Arena:
         pair: tuple[str, str] = await self.store.write(q.record_vote(battle_id, winner, voter_hash, categories, turns))
         return pair
 
-    async def feedback(self, battle_id: str, message_id: int, kind: str) -> None:
+    async def feedback(self, battle_id: str, message_id: int, kind: str, *, client: str) -> None:
+        await self.owned(battle_id, client)
         if kind not in ("up", "down", "flag"):
             raise Invalid("kind must be up, down or flag")
         await self.store.write(q.add_feedback(battle_id, message_id, kind))
@@ -426,6 +445,7 @@ class Arena:
             voted=row["status"] == "voted",
             failed=row["status"] in ("failed", "interrupted"),
             interrupted=row["status"] == "interrupted",
+            owner=row["voter_hash"] or "",
         )
         prompts: dict[int, str] = {}
         answers: dict[int, dict[str, str]] = {}
@@ -439,6 +459,14 @@ class Arena:
         self._remember(battle)
         return battle
 
+    async def owned(self, battle_id: str, client: str) -> LiveBattle:
+        """The battle, for the visitor who started it (``client``, their voter hash). Anyone else
+        gets the NotFound of a battle that does not exist: its existence is not told."""
+        battle = await self.get(battle_id)
+        if not battle.owned_by(client):
+            raise NotFound("No such battle.")
+        return battle
+
     async def image(self, battle_id: str, sha256: str, voter_hash: str, *, admin: bool = False) -> Image:
         """An image of a battle, for the battle's own visitor or an admin. Anyone else gets
         NotFound, as for an image that does not exist: its existence is not told."""
@@ -447,14 +475,17 @@ class Arena:
             raise NotFound("No such image.")
         return await asyncio.to_thread(self.images.load, sha256)
 
-    async def events(self, battle_id: str, resume: int | None = None) -> AsyncIterator[tuple[int | None, Event]]:
+    async def events(
+        self, battle_id: str, resume: int | None = None, *, client: str
+    ) -> AsyncIterator[tuple[int | None, Event]]:
         """The current turn as (event id, event) pairs.
 
         A new reader first gets each side's answer so far (``set`` events, no id), then live
         events. A reconnecting reader that sends the last id it saw resumes after it. A finished
-        turn is replayed from memory or the store; nothing is generated again.
+        turn is replayed from memory or the store; nothing is generated again. Only for the
+        battle's own visitor (``client``).
         """
-        battle = await self.get(battle_id)
+        battle = await self.owned(battle_id, client)
         turn = battle.turn
         if turn is not None:
             start = resume + 1 if resume is not None else None

@@ -62,6 +62,9 @@ class ModelSpec(BaseModel):
     defaults: GenerationDefaults = Field(default_factory=lambda: GenerationDefaults())
     metadata: ModelMetadata = Field(default_factory=lambda: ModelMetadata())
     weight: float = Field(1.0, ge=0, description="Sampling weight when battle pairs are drawn.")
+    anony_only: bool = Field(
+        False, description="Only in anonymous battles: kept out of named battles, chat and /v1 (403 there)."
+    )
     # remote engines
     base_url: str = ""
     api_key_env: str = ""

@@ -1,9 +1,12 @@
 """Admin: /api/v1/admin (JSON) and /admin (a page), both behind the admin token.
 
 With no token configured admin is off and every admin route answers 401. Logging in on the page
-(throttled per IP) sets a signed, expiring session cookie, never the token itself; ``Secure``
-when served over HTTPS. The JSON API takes a bearer token, or that session plus the page's CSRF
-token in ``X-CSRFToken``; a body must be ``application/json``.
+(throttled per IP) sets a signed, expiring session cookie, never the token itself; over HTTPS it
+is ``Secure`` and named with the ``__Host-`` prefix (so no subdomain or plain-http page can plant
+one). Logging out ends the session on the server: its nonce is kept until it would have expired,
+and the cookie, replayed, signs in no more. The JSON API takes a bearer token (wrong ones are
+throttled per IP, with the login form), or that session plus the page's CSRF token in
+``X-CSRFToken``; a body must be ``application/json``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Template
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.arena.visitors import client_ip
 from app.errors import DomainError, Invalid, NotFound, validated
 from app.moderation.log import flag_afterwards
 from app.registry.core import Registry, UnknownModel
@@ -32,14 +36,22 @@ from app.registry.spec import ModelSpec, check_api_key_env
 from app.routes.common import limit, visitor
 from app.routes.errors import APIError
 from app.routes.openapi import json_body
+from app.routes.security_headers import is_https
+from app.store.admin_sessions import end_session
 from app.web.screens import admin_login_screen, admin_screen
 from app.web.views import fragment, page
 
 COOKIE = "arena_admin"
+HOST_COOKIE = "__Host-" + COOKIE  # the name over https
+
+
+def cookie_name(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    return HOST_COOKIE if is_https(connection.scope) else COOKIE
 
 
 def _token_ok(given: str, expected: str | None) -> bool:
-    return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+    """An empty token is never right (settings turn an empty one into no token)."""
+    return bool(given and expected) and hmac.compare_digest(given.encode(), str(expected).encode())
 
 
 def _session_key(state: State) -> bytes:
@@ -59,7 +71,7 @@ def new_session(state: State, now: float | None = None) -> str:
 def session_ok(state: State, value: str, now: float | None = None) -> bool:
     expires, _, rest = value.partition(".")
     nonce, _, signature = rest.partition(".")
-    if not expires.isdigit() or not nonce or state.settings.admin_token is None:
+    if not expires.isdigit() or not nonce or state.settings.admin_token is None or nonce in state.ended_sessions:
         return False
     expected = hmac.new(_session_key(state), f"{expires}.{nonce}".encode(), hashlib.sha256).hexdigest()
     return hmac.compare_digest(signature.encode(), expected.encode()) and int(expires) > (now or time.time())
@@ -81,13 +93,29 @@ def _csrf_ok(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     return hmac.compare_digest(signature.encode(), expected.encode())
 
 
+def _bearer_ok(connection: ASGIConnection[Any, Any, Any, Any], token: str) -> bool:
+    """A bearer token, throttled per IP like the login form: each wrong one counts in the
+    --login-rate window, and while that is full every bearer token is refused (429), the right
+    one too, so guessing cannot go on. With admin off there is nothing to guess or count."""
+    state = connection.app.state
+    if state.settings.admin_token is None:
+        return False
+    peer = connection.client.host if connection.client else None
+    ip = client_ip(peer, connection.headers, state.settings.trusted_proxies)
+    state.throttle.check("login", ip)
+    if _token_ok(token, state.settings.admin_token):
+        return True
+    state.throttle.count("login", ip)
+    return False
+
+
 def is_admin(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     """A valid bearer token or a valid session cookie (for reading; writes need more, see the guard)."""
     state = connection.app.state
     token = _bearer(connection)
     if token is not None:
-        return _token_ok(token, state.settings.admin_token)
-    return session_ok(state, connection.cookies.get(COOKIE, ""))
+        return _bearer_ok(connection, token)
+    return session_ok(state, connection.cookies.get(cookie_name(connection), ""))
 
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -232,15 +260,27 @@ async def login(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     if not _token_ok(str(form.get("token") or ""), state.settings.admin_token):
         return Response("Wrong admin token.", status_code=401, media_type="text/plain")
     response: Response[Any] = ClientRedirect("/admin")
+    _set_session_cookie(request, response, new_session(state), int(state.settings.admin_session_hours * 3600))
+    return response
+
+
+def _set_session_cookie(request: Request[Any, Any, Any], response: Response[Any], value: str, max_age: int) -> None:
+    https = is_https(request.scope)
     response.set_cookie(
-        COOKIE,
-        new_session(state),
-        max_age=int(state.settings.admin_session_hours * 3600),
-        httponly=True,
-        secure=request.url.scheme == "https",
-        samesite="strict",
-        path="/",
+        cookie_name(request), value, max_age=max_age, httponly=True, secure=https, samesite="strict", path="/"
     )
+
+
+@post("/admin/logout", status_code=200)
+async def logout(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    """Ends this session on the server (not only in the browser) and clears the cookie."""
+    value = request.cookies.get(cookie_name(request), "")
+    if session_ok(state, value):
+        expires, nonce, _ = value.split(".", 2)
+        state.ended_sessions.add(nonce)  # at once, before the write lands
+        await state.store.write(end_session(nonce, int(expires)))
+    response: Response[Any] = ClientRedirect("/admin/login")
+    _set_session_cookie(request, response, "", 0)
     return response
 
 
@@ -279,4 +319,4 @@ async def admin_flag(request: Request[Any, Any, Any], state: State) -> Response[
     return Response(f"Battle {html.escape(battle_id)} {done} ({html.escape(reason)}).", media_type="text/html")
 
 
-page_handlers = [login_page, login, admin_page, admin_action, admin_flag]
+page_handlers = [login_page, login, logout, admin_page, admin_action, admin_flag]

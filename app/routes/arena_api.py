@@ -87,7 +87,14 @@ def _decode(urls: list[str], max_bytes: int | None) -> list[Upload]:
     return uploads
 
 
+def revealed(battle: LiveBattle) -> bool:
+    """The models are named, and so is what could tell them apart (each side's finish_reason,
+    which shows a preset's max_tokens), once the vote is in or outside anonymous battles."""
+    return battle.voted or battle.mode != "anony"
+
+
 def _turns(battle: LiveBattle) -> list[dict[str, Any]]:
+    reveal = revealed(battle)
     turns: list[dict[str, Any]] = []
     for number, (_prompt, answers) in enumerate(battle.history, start=1):
         current = battle.turn if battle.turn is not None and battle.turn.number == number else None
@@ -100,7 +107,7 @@ def _turns(battle: LiveBattle) -> list[dict[str, Any]]:
             state = current.sides[side] if current is not None else None
             row[side] = {
                 "text": answers.get(side, ""),
-                "finish_reason": state.finish_reason if state else None,
+                "finish_reason": (state.finish_reason or None) if state and reveal else None,
                 "error": (state.error or None) if state else None,
             }
         turns.append(row)
@@ -147,7 +154,7 @@ async def vote(battle_id: FromPath[str], request: Request[Any, Any, Any], state:
 @get("/battles/{battle_id:str}")
 async def battle_state(battle_id: FromPath[str], state: State) -> dict[str, Any]:
     battle: LiveBattle = await state.arena.get(battle_id)
-    reveal = battle.voted or battle.mode != "anony"
+    reveal = revealed(battle)
     return {
         "id": battle.id,
         "mode": battle.mode,
@@ -161,7 +168,7 @@ async def battle_state(battle_id: FromPath[str], state: State) -> dict[str, Any]
     }
 
 
-def _json_event(event_id: int | None, event: Event) -> bytes:
+def _json_event(event_id: int | None, event: Event, reveal: bool) -> bytes:
     head = b"" if event_id is None else b"id: %d\n" % event_id
     if event.kind == "delta":
         return head + b"event: " + event.side.encode() + b"\n" + sse({"text": event.text})
@@ -169,7 +176,7 @@ def _json_event(event_id: int | None, event: Event) -> bytes:
         payload = {
             "text": event.text,
             "finished": event.finished,
-            "finish_reason": event.finish_reason or None,
+            "finish_reason": (event.finish_reason or None) if reveal else None,
             "error": event.error or None,
         }
         return head + b"event: " + event.side.encode() + b"-set\n" + sse(payload)
@@ -184,12 +191,13 @@ def last_event_id(request: Request[Any, Any, Any]) -> int | None:
 @get("/battles/{battle_id:str}/events")
 async def battle_events(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Stream:
     arena: Arena = state.arena
-    await arena.get(battle_id)
+    client = visitor(request, state)[1]
+    battle = await arena.owned(battle_id, client)  # a 404 before the stream starts
     resume = last_event_id(request)
 
     async def body() -> AsyncIterator[bytes]:
-        async for event_id, event in arena.events(battle_id, resume):
-            yield _json_event(event_id, event)
+        async for event_id, event in arena.events(battle_id, resume, client=client):
+            yield _json_event(event_id, event, revealed(battle))
 
     return Stream(body(), media_type="text/event-stream", headers=SSE_HEADERS)
 

@@ -16,7 +16,18 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.htmx import HTMXRequest
 from litestar.types import ExceptionHandlersMap
 
-from app.errors import Busy, Conflict, DomainError, Failed, Invalid, NoRoom, NotFound, RateLimited, Unavailable
+from app.errors import (
+    Busy,
+    Conflict,
+    DomainError,
+    Failed,
+    Forbidden,
+    Invalid,
+    NoRoom,
+    NotFound,
+    RateLimited,
+    Unavailable,
+)
 from app.openai.errors import ErrorBody, body, domain_body
 from app.web import views
 
@@ -31,6 +42,7 @@ STATUS: dict[type[DomainError], int] = {
     Failed: 500,
     Invalid: 400,
     NotFound: 404,
+    Forbidden: 403,
     Conflict: 409,
 }
 STATUS_TYPES = {429: "rate_limit_exceeded"}

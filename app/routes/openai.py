@@ -14,13 +14,14 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Stream
 
 from app.engines.base import GenerationRequest
+from app.errors import Forbidden
 from app.moderation.log import Origin
 from app.openai import images, schema
 from app.openai.stream import Completion, finish_reason, stream_events
 from app.registry import generate
 from app.registry.core import ModelEntry
 from app.routes.common import visitor
-from app.routes.errors import unauthorized
+from app.routes.errors import APIError, unauthorized
 from app.routes.openapi import json_body
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,22 @@ def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: Base
         raise unauthorized()
 
 
+def json_guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    """A request with a body sends it as ``application/json`` (a charset may follow). A form or
+    text/plain POST needs no CORS preflight, so any web page could otherwise make a visitor's
+    browser generate here; a JSON one is preflighted, and /v1 grants no CORS."""
+    if connection.scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+        return
+    media_type = connection.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise APIError(
+            415,
+            "Send the body as JSON, with Content-Type: application/json.",
+            param="Content-Type",
+            code="unsupported_media_type",
+        )
+
+
 @get("/models")
 async def list_models(state: State) -> dict[str, Any]:
     return {
@@ -53,6 +70,7 @@ async def list_models(state: State) -> dict[str, Any]:
                 "owned_by": e.spec.metadata.organization or "arena",
             }
             for e in state.models.all()
+            if not e.spec.anony_only
         ],
     }
 
@@ -87,7 +105,10 @@ async def _respond(
 
 
 def _admit(request: Request[Any, Any, Any], state: State, entry: ModelEntry) -> None:
-    """The one rate limiter, as for battles: per client and per model."""
+    """The one rate limiter, as for battles: per client and per model. A model kept to
+    anonymous battles (``anony_only``) is not served by name here either."""
+    if entry.spec.anony_only:
+        raise Forbidden(f"The model `{entry.id}` is only in anonymous battles.", param="model", code="model_anony_only")
     state.throttle.admit(visitor(request, state)[1], [entry.id])
 
 
@@ -138,5 +159,5 @@ async def completions(request: Request[Any, Any, Any], state: State) -> Response
 router = Router(
     path="/v1",
     route_handlers=[list_models, chat_completions, completions],
-    guards=[api_key_guard],
+    guards=[api_key_guard, json_guard],
 )

@@ -13,7 +13,7 @@ from jinja2_fragments.litestar import HTMXBlockTemplate
 from litestar import Request, Response, get, post
 from litestar.datastructures import State, UploadFile
 from litestar.params import FromPath
-from litestar.response import Stream, Template
+from litestar.response import Redirect, Stream, Template
 
 from app.arena.battle_images import Upload
 from app.arena.live import Event, LiveBattle
@@ -23,15 +23,15 @@ from app.routes.admin import is_admin
 from app.routes.arena_api import SSE_HEADERS, last_event_id
 from app.routes.common import limit, visitor
 from app.web.render import stream_text
-from app.web.screens import DOCS, ArenaScreen, arena_screen, arena_size, doc_screen
+from app.web.screens import ARENA_SCREENS, DOCS, ArenaScreen, arena_screen, arena_size, doc_screen
 from app.web.views import environment, fragment, page
 
 
-def _screen(state: State, mode: str, battle: LiveBattle | None) -> ArenaScreen:
+def _screen(state: State, mode: str, battle: LiveBattle | None, owner: bool = True) -> ArenaScreen:
     images = state.arena.images
     per_conversation, max_bytes = (images.limits.per_conversation, images.limits.max_bytes) if images else (0, 0)
     drawable = arena_size(state.arena.eligible())
-    return arena_screen(mode, battle, state.models, state.arena.limits, per_conversation, max_bytes, drawable)
+    return arena_screen(mode, battle, state.models, state.arena.limits, per_conversation, max_bytes, drawable, owner)
 
 
 async def _uploads(form: Any) -> list[Upload]:
@@ -48,9 +48,15 @@ async def _uploads(form: Any) -> list[Upload]:
     return uploads
 
 
-def _page(state: State, mode: str, battle: LiveBattle | None) -> Template:
-    screen = _screen(state, mode, battle)
+def _page(state: State, mode: str, battle: LiveBattle | None, owner: bool = True) -> Template:
+    screen = _screen(state, mode, battle, owner)
     return page(screen.template, screen)
+
+
+def _start_page(state: State, mode: str) -> Template:
+    """The start page of an open mode; a closed one (--modes) is a 403."""
+    state.arena.check_mode(mode)
+    return _page(state, mode, None)
 
 
 def _arena_block(state: State, battle: LiveBattle) -> HTMXBlockTemplate:
@@ -59,18 +65,21 @@ def _arena_block(state: State, battle: LiveBattle) -> HTMXBlockTemplate:
 
 
 @get("/")
-async def battle_page(state: State) -> Template:
-    return _page(state, "anony", None)
+async def battle_page(state: State) -> Template | Redirect:
+    modes = state.arena.limits.modes
+    if "anony" not in modes:  # the home link leads to the first open mode
+        return Redirect(ARENA_SCREENS[modes[0]][2])
+    return _start_page(state, "anony")
 
 
 @get("/compare")
 async def compare_page(state: State) -> Template:
-    return _page(state, "named", None)
+    return _start_page(state, "named")
 
 
 @get("/chat")
 async def chat_page(state: State) -> Template:
-    return _page(state, "direct", None)
+    return _start_page(state, "direct")
 
 
 @get(DOCS["add-a-model"].url)
@@ -80,9 +89,11 @@ async def add_a_model_page() -> Template:
 
 
 @get("/battle/{battle_id:str}")
-async def show_battle(battle_id: FromPath[str], state: State) -> Template:
+async def show_battle(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Template:
+    """A battle's own URL: its visitor gets it whole; a shared link shows anyone else the same
+    battle read-only (no controls, no stream, no images)."""
     battle = await state.arena.get(battle_id)
-    return _page(state, battle.mode, battle)
+    return _page(state, battle.mode, battle, owner=battle.owned_by(visitor(request, state)[1]))
 
 
 @post("/battle", status_code=200)
@@ -126,9 +137,9 @@ async def battle_image(
 
 
 @post("/battle/{battle_id:str}/stop", status_code=200)
-async def stop(battle_id: FromPath[str], state: State) -> Response[str]:
+async def stop(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
     """Stops both sides; the answers so far arrive as their final SSE events."""
-    await state.arena.stop(battle_id)
+    await state.arena.stop(battle_id, client=visitor(request, state)[1])
     return Response("", status_code=200, media_type="text/html")
 
 
@@ -154,7 +165,7 @@ async def feedback(battle_id: FromPath[str], request: Request[Any, Any, Any], st
     raw_id = str(form.get("message_id") or "")
     if not raw_id.isdigit():
         raise Invalid("message_id must be a number")
-    await state.arena.feedback(battle_id, int(raw_id), kind)
+    await state.arena.feedback(battle_id, int(raw_id), kind, client=visitor(request, state)[1])
     thanks = {"up": "Thanks: marked good.", "down": "Thanks: marked bad.", "flag": "Flagged for review."}[kind]
     return Response(f'<span class="thanks">{thanks}</span>', media_type="text/html")
 
@@ -171,12 +182,13 @@ def _sse(name: str, html: str, event_id: int | None) -> bytes:
 @get("/battle/{battle_id:str}/events")
 async def events(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Stream:
     arena: Arena = state.arena
-    battle = await arena.get(battle_id)
+    client = visitor(request, state)[1]
+    battle = await arena.owned(battle_id, client)  # a 404 before the stream starts
     parts = environment().get_template("_battle_parts.html").module
     resume = last_event_id(request)
 
     async def body() -> AsyncIterator[bytes]:
-        async for event_id, event in arena.events(battle_id, resume):
+        async for event_id, event in arena.events(battle_id, resume, client=client):
             yield _render_event(parts, battle, event, event_id, state)
 
     return Stream(body(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -56,6 +56,7 @@ class BattleView:
     max_turns: int
     max_prompt_chars: int
     upload: ImageUpload = field(default_factory=ImageUpload)
+    owner: bool = True  # the visitor who started the battle; anyone else gets it read-only
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,14 @@ def battle_view(
     names: Mapping[str, str],
     limits: Limits,
     upload: ImageUpload | None = None,
+    owner: bool = True,
 ) -> BattleView:
     """The models are named once the vote is in, or from the start outside anonymous battles."""
     reveal: dict[str, str] = {}
     if battle is not None and (battle.voted or battle.mode != "anony"):
         reveal = {side: names.get(model_id, model_id) for side, model_id in battle.models.items()}
     return BattleView(
-        reveal, ARENA_SCREENS[mode][2], limits.max_turns, limits.max_prompt_chars, upload or ImageUpload()
+        reveal, ARENA_SCREENS[mode][2], limits.max_turns, limits.max_prompt_chars, upload or ImageUpload(), owner
     )
 
 
@@ -115,14 +117,20 @@ def arena_screen(
     images_per_conversation: int = 0,
     image_max_bytes: int = 0,
     drawable: int = 0,
+    owner: bool = True,
 ) -> ArenaScreen:
     """A start page (no battle yet) or one battle, for the screen of ``mode``; the image picker
     shows when the arena takes images (``images_per_conversation`` > 0); ``drawable``: see
-    :func:`arena_size`."""
+    :func:`arena_size`. A battle is read-only for anyone but its ``owner``. The pickers offer no
+    ``anony_only`` model."""
     template, nav, _ = ARENA_SCREENS[mode]
-    choices = [ModelChoice(e.id, e.spec.display_name, sees(e)) for e in models.servable() if e.state != "down"]
+    choices = [
+        ModelChoice(e.id, e.spec.display_name, sees(e))
+        for e in models.servable()
+        if e.state != "down" and not e.spec.anony_only
+    ]
     upload = image_upload(battle, models, images_per_conversation, image_max_bytes)
-    view = battle_view(battle, mode, display_names(models), limits, upload)
+    view = battle_view(battle, mode, display_names(models), limits, upload, owner)
     return ArenaScreen(template, nav, mode, battle, view, choices, drawable, DOCS["add-a-model"].url)
 
 

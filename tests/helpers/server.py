@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import httpx
@@ -52,7 +52,13 @@ ADMIN_TOKEN = "test-admin-token"
 class ArenaServer:
     """`arena serve` as a subprocess on a free loopback port."""
 
-    def __init__(self, tmp: Path, *args: str, launcher: tuple[str, ...] = ("-m", "app")) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *args: str,
+        launcher: tuple[str, ...] = ("-m", "app"),
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"server-{self.port}.log"
@@ -66,6 +72,7 @@ class ArenaServer:
             "ARENA_GENERATION_RATE": "100000/1",
             "ARENA_MODEL_RATE": "100000/1",
         }
+        env |= dict(extra_env or {})  # e.g. an empty ARENA_ADMIN_TOKEN
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         deadline = time.monotonic() + 120

@@ -26,7 +26,7 @@ def test_battle_through_the_json_api(arena_server: ArenaServer) -> None:
         (turn,) = r.json()["turns"]
         for side in "ab":
             assert turn[side]["text"].strip(), turn
-            assert turn[side]["finish_reason"] in ("stop", "length") and turn[side]["error"] is None
+            assert turn[side]["finish_reason"] is None and turn[side]["error"] is None  # until the vote (issue 19)
 
         state = http.get(f"/api/v1/battles/{battle_id}").json()
         assert state["models"] is None and state["status"] == "open" and state["turns"] == r.json()["turns"]
@@ -121,6 +121,7 @@ def test_stop_through_the_pages(arena_server: ArenaServer) -> None:
         assert http.post(f"/battle/{battle_id}/stop", headers=htmx).status_code == 200
         events = parse_sse(http.get(f"/battle/{battle_id}/events").text)
         assert events[-1].event == "done"
-        state = http.get(f"/api/v1/battles/{battle_id}").json()
+        assert http.post(f"/battle/{battle_id}/vote", data={"winner": "tie"}, headers=htmx).status_code == 200
+        state = http.get(f"/api/v1/battles/{battle_id}").json()  # finish_reason shows once voted (issue 19)
         assert {state["turns"][0][s]["finish_reason"] for s in "ab"} <= {"stopped", "stop", "length"}
         assert "stopped" in {state["turns"][0][s]["finish_reason"] for s in "ab"}

@@ -124,12 +124,12 @@ def test_bad_request_and_context_overflow(client: openai.OpenAI) -> None:
 
 
 def test_wrong_api_key_is_rejected(tmp_path) -> None:
-    server = ArenaServer(tmp_path, "--api-key", "sekret")
+    server = ArenaServer(tmp_path, "--api-key", "sekret-key-0123456789")
     try:
         bad = openai.OpenAI(base_url=server.base + "/v1", api_key="wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             bad.models.list()
-        good = openai.OpenAI(base_url=server.base + "/v1", api_key="sekret", max_retries=0)
+        good = openai.OpenAI(base_url=server.base + "/v1", api_key="sekret-key-0123456789", max_retries=0)
         assert [m.id for m in good.models.list().data]
     finally:
         server.stop()

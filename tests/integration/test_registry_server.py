@@ -14,14 +14,14 @@ from tests.helpers.server import ArenaServer
 
 pytestmark = pytest.mark.integration
 
-TOKEN = {"Authorization": "Bearer admin-secret"}
+TOKEN = {"Authorization": "Bearer admin-secret-token"}
 
 
 @pytest.fixture(scope="module")
 def admin_server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("admin")
     (tmp / "models").mkdir()
-    server = ArenaServer(tmp, "--admin-token", "admin-secret", "--model-dir", str(tmp / "models"))
+    server = ArenaServer(tmp, "--admin-token", "admin-secret-token", "--model-dir", str(tmp / "models"))
     server.models_dir = tmp / "models"  # type: ignore[attr-defined]
     yield server
     server.stop()

@@ -22,7 +22,7 @@ from tests.helpers.server import ROOT, ArenaServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-ADMIN = "xss-admin-token"
+ADMIN = "xss-admin-token-0"
 SCRIPT = "<script>window.__xss=1</script>"
 IMG = '<img src=x onerror="window.__xss=1">'
 SVG = '"><svg onload=window.__xss=1>'

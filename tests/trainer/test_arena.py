@@ -15,7 +15,7 @@ from tests.trainer.test_sft import config
 need("peft")
 need("llama_cpp")
 
-TOKEN = {"Authorization": "Bearer admin-secret"}
+TOKEN = {"Authorization": "Bearer admin-secret-token"}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def spec(model_id: str, models: Path, **extra: object) -> dict[str, object]:
 
 async def test_lora_result_answers_over_v1_and_battles(arena, models: Path) -> None:
     question = [{"role": "user", "content": "What is the capital of France?"}]
-    async with arena({"alpha": ["Scripted."]}, admin_token="admin-secret", model_dir=[str(models)]) as c:
+    async with arena({"alpha": ["Scripted."]}, admin_token="admin-secret-token", model_dir=[str(models)]) as c:
         r = await c.post(
             "/api/v1/admin/models", json=spec("tiny-sft", models, lora=str(models / "adapter.gguf")), headers=TOKEN
         )
@@ -72,7 +72,7 @@ async def test_lora_outside_the_model_folders_or_not_gguf_is_refused(arena, mode
     outside = tmp_path / "adapter.gguf"
     outside.write_bytes((models / "adapter.gguf").read_bytes())
     (models / "notes.txt").write_text("not a model")
-    async with arena({"alpha": ["Scripted."]}, admin_token="admin-secret", model_dir=[str(models)]) as c:
+    async with arena({"alpha": ["Scripted."]}, admin_token="admin-secret-token", model_dir=[str(models)]) as c:
         r = await c.post("/api/v1/admin/models", json=spec("x", models, lora=str(outside)), headers=TOKEN)
         assert r.status_code == 400 and "outside the model folders" in r.text
         r = await c.post("/api/v1/admin/models", json=spec("y", models, lora=str(models / "notes.txt")), headers=TOKEN)

@@ -44,7 +44,7 @@ async def make_votes(arena: Any, db: Path) -> None:
             "SELECT id FROM messages WHERE battle_id = ? AND role = 'assistant'", (flagged,)
         ).fetchone()[0]
         conn.close()
-        await c.app.state.arena.feedback(flagged, message_id, "flag")
+        await c.app.state.arena.feedback(flagged, message_id, "flag", client=c.app.state.arena.live[flagged].owner)
         r = await c.post(
             "/api/v1/battles", json={"prompt": "Named", "mode": "named", "models": ["good", "bad"], "wait": True}
         )
