@@ -21,7 +21,7 @@ TOKEN = {"Authorization": "Bearer admin-secret"}
 @pytest.fixture
 async def admin(make_app, tmp_path: Path):
     (tmp_path / "models").mkdir()
-    app = make_app(admin_token="admin-secret", model_dir=[str(tmp_path / "models")])
+    app = make_app(admin_token="admin-secret", model_dir=[str(tmp_path / "models")], remote_hosts=["127.0.0.1"])
     async with AsyncTestClient(app) as c:
         yield c
 
