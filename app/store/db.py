@@ -6,7 +6,7 @@ undoes another and many small writes cost one commit.
 
 A write the disk refuses (full, read-only, failing) is a :class:`~app.errors.StorageUnavailable`
 (:class:`~app.errors.StorageFull` when full), never a bare ``sqlite3`` error; ``write_error``
-says why until a write succeeds again, and :meth:`Store.writable` checks whether one does.
+says why until :meth:`Store.writable`'s probe write passes again.
 """
 
 from __future__ import annotations
@@ -156,13 +156,18 @@ class Store:
             raise _refusal(reason) from exc
 
     async def writable(self) -> bool:
-        """Whether writes work: true unless the last one failed on the disk; then a probe write
-        (that needs fresh room, as a real write does) says whether they work again."""
+        """Whether writes work: true unless one failed on the disk; from then on, until a probe
+        write passes. The probe needs fresh room (64 KB), as a battle's writes do: a small write
+        that still fits on a nearly full disk does not make the store writable again."""
         if self.write_error is None:
             return True
-        with contextlib.suppress(StorageUnavailable):
+        try:
             await self.write(_probe)
-        return self.write_error is None
+        except StorageUnavailable:
+            return False
+        log.warning("the database takes writes again")
+        self.write_error = None
+        return True
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         while True:
@@ -216,9 +221,6 @@ class Store:
             return
         if disk is not None:
             self._disk_failed(disk)
-        elif self.write_error is not None:
-            log.warning("the database takes writes again")
-            self.write_error = None
         self.writes += len(batch)
         self.commits += 1
         for future, ok, value in results:  # only once the commit is durable
