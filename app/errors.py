@@ -7,6 +7,7 @@ into HTTP in one place (:mod:`app.routes.errors`).
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -69,8 +70,35 @@ class NoRoom(Unavailable):
     """Not enough memory (or GPU) to load a model."""
 
 
+class StorageUnavailable(Unavailable):
+    """The database takes no writes now: its file or folder is read-only, or the disk fails."""
+
+
+class StorageFull(StorageUnavailable):
+    """The database's disk is full."""
+
+
 class Failed(DomainError):
     """The work was tried and broke (an engine fault); the server's side, not the client's."""
+
+
+WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only: "²".isdigit() is True, int("²") fails
+SHOWN_CHARS = 80
+
+
+def whole_number(raw: str, name: str, *, digits: int = 18) -> int:
+    """A whole number from a request (query, form field, header): ASCII digits, at most ``digits``
+    of them (18 fit SQLite's integers), or :class:`Invalid` naming ``name``."""
+    if not WHOLE_NUMBER.fullmatch(raw) or len(raw) > digits:
+        raise Invalid(f"{name} must be a whole number of at most {digits} digits, not '{shown(raw)}'.", param=name)
+    return int(raw)
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A value from a request as an error message may echo it: cut to ``limit`` characters, so a
+    100 KB model id does not come back whole."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def validated(model: type[M], body: bytes) -> M:

@@ -23,7 +23,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app.arena.leaderboard import Service as LeaderboardService
-from app.arena.limits import Throttle
+from app.arena.limits import Slots, Throttle
 from app.arena.service import Arena, Limits
 from app.engines.llamacpp import CpuBudget
 from app.engines.llamacpp_check import check_gguf
@@ -33,7 +33,7 @@ from app.metrics import Metrics
 from app.moderation import service as moderation
 from app.registry.core import Registry
 from app.registry.factory import MB, memory_total
-from app.registry.spec import ModelSpec, check_api_key_env, load_models
+from app.registry.spec import ModelSpec, allowed_remote_hosts, check_api_key_env, load_models
 from app.routes import admin, admin_eval, arena_api, errors, health, leaderboard, openai, openapi, pages
 from app.routes.security_headers import add_security_headers
 from app.settings import Settings
@@ -75,7 +75,7 @@ def _count_requests(metrics: Metrics) -> Any:
     return hook
 
 
-def _state(settings: Settings) -> State:
+def _state(settings: Settings, remote_hosts: frozenset[str]) -> State:
     """Everything the routes share, built without touching the disk (the lifespan opens it)."""
     registry = Registry(
         budget=CpuBudget(settings.threads or None),
@@ -85,6 +85,7 @@ def _state(settings: Settings) -> State:
         memory_budget=settings.memory_budget_mb * MB or int(memory_total() * 0.85),
         keep_alive=settings.keep_alive,
         check_gguf=check_gguf if settings.check_engines else None,
+        remote_hosts=remote_hosts,
     )
     registry.factory.env_prefix = settings.remote_env_prefix
     metrics = Metrics()
@@ -109,6 +110,7 @@ def _state(settings: Settings) -> State:
             "arena": arena,
             "leaderboard": board,
             "throttle": throttle,
+            "streams": Slots(settings.max_streams_per_client),  # open event streams per client
             "jobs": Jobs(),  # the /admin eval job (one at a time)
             "moderation": moderator,
             "images": images,
@@ -156,7 +158,7 @@ def create_app(settings: Settings) -> Litestar:
     for spec in specs:
         check_api_key_env(spec, settings.remote_env_prefix)
     moderation.check_model(settings, specs)
-    state = _state(settings)
+    state = _state(settings, allowed_remote_hosts(specs, settings.remote_hosts))
     # Until the lifespan reads the database's own secret, a throwaway one (never used to serve).
     csrf = CSRFConfig(
         secret=settings.secret or secrets.token_hex(32),

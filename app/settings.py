@@ -53,6 +53,8 @@ class Settings(BaseModel):
     )
     model_rate: str = Field("30/60", description="Generations one client may start on one model: COUNT/SECONDS.")
     login_rate: str = Field("5/60", description="Admin login attempts allowed per IP: COUNT/SECONDS.")
+    feedback_rate: str = Field("60/60", description="Feedback clicks (good, bad, flag) allowed per IP: COUNT/SECONDS.")
+    stop_rate: str = Field("60/60", description="Stop requests allowed per IP: COUNT/SECONDS.")
     admin_session_hours: float = Field(12.0, gt=0, description="Hours an admin login session lasts.")
     remote_env_prefix: str = Field(
         "ARENA_REMOTE_",
@@ -64,8 +66,25 @@ class Settings(BaseModel):
         description="Modes open to visitors: anony, named (side by side), chat (repeat the flag, or comma-separate); "
         "all three when unset, anony alone with --api-key (a named battle or a chat is /v1 by another door).",
     )
+    remote_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (host or host:port) remote models may be served from, besides those of the models "
+        "file at start; any other base_url is refused.",
+    )
     trusted_proxies: list[str] = Field(default_factory=list, description="Proxy IPs whose X-Forwarded-For is believed.")
     generation_timeout: float = Field(300.0, gt=0, description="Seconds one battle answer may take before it fails.")
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a request's headers (new or kept-alive connection)."
+    )
+    body_timeout: float = Field(
+        60.0, gt=0, description="Seconds a client has to send a request's whole body once its headers are in."
+    )
+    max_connections_per_client: int = Field(
+        64, ge=1, description="Open connections one address may hold (trusted proxies excepted); more get 429."
+    )
+    max_streams_per_client: int = Field(
+        16, ge=1, description="Event streams (battle SSE, streamed /v1) one client may hold open; more get 429."
+    )
     model_dir: list[str] = Field(
         default_factory=lambda: ["models"],
         description="Folders that runtime-added weights must lie in (repeat the flag).",
@@ -145,7 +164,9 @@ class Settings(BaseModel):
             raise ValueError(f"unknown check {unknown[0]!r}; the checks are {', '.join(MODERATION_KINDS)}")
         return list(dict.fromkeys(kinds))
 
-    @field_validator("battle_rate", "vote_rate", "generation_rate", "model_rate", "login_rate")
+    @field_validator(
+        "battle_rate", "vote_rate", "generation_rate", "model_rate", "login_rate", "feedback_rate", "stop_rate"
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         parse_rate(value)

@@ -1,6 +1,7 @@
 """The reliability suite's long versions, printed as one table: what was tried, what happened.
 
     python bench/reliability.py [--kills 10] [--fuzz 350] [--schema 40] [--streams 200] [--seconds 60]
+                                [--replays 20] [--slow 100] [--parts crash,faults,...]
 
 - Crash safety: ``arena serve`` (scripted engines) under vote traffic, SIGKILLed KILLS times at
   random moments and restarted on the same database; votes acknowledged (2xx) against votes
@@ -19,6 +20,19 @@
   baseline (the anchor, measured in the same run before the streams).
 - Load: battles and /v1 together for SECONDS: answers by status, Retry-After on every 429/503,
   requests that hung (no answer within 60 s).
+- Rate-limit oracle: after one anonymous battle, the /v1 calls (refused ones, then served ones)
+  a model inside the battle and a model outside it take before a 429; the outside model is the
+  anchor, and the difference would tell the voter which models they drew.
+- Slow connections: SLOW clients send their headers a line every 0.5 s (and 20 a body a byte at
+  a time) against --header-timeout/--body-timeout 2 s; connections still open when all were
+  closed or 10 s had passed, against those opened (the anchor).
+- Disk full: the database on a small tmpfs (or under the server's RLIMIT_FSIZE without root)
+  that is then filled: status codes of a battle and a vote, and /ready, before (the anchor),
+  while full and after freeing it; and a read-only database at start-up.
+- Replay: a battle prompt on the real Gemma presets, then REPLAYS replays of it on /v1 to each
+  side's model, at temperature 0 and with the model's defaults: byte-identical matches with the
+  side's answer (each one tells the voter the side's model); anchor: the temperature-0 replays
+  against their own first answer.
 
 No assertions on time: the table is the result.
 """
@@ -30,6 +44,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,9 +58,14 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.registry.spec import default_models_text  # noqa: E402
+from app.store import migrations  # noqa: E402
 from tests.helpers import schema_fuzz  # noqa: E402
 from tests.helpers.crash import OPEN_RATES, kill_under_votes, models_file  # noqa: E402
-from tests.helpers.server import ArenaServer  # noqa: E402
+from tests.helpers.disk import kinds, small_disk  # noqa: E402
+from tests.helpers.server import ROOT as SERVER_ROOT  # noqa: E402
+from tests.helpers.server import ArenaServer, free_port  # noqa: E402
+from tests.helpers.slow import slow_clients  # noqa: E402
 
 ADMIN = "bench-admin-token"
 LONG = " ".join(f"w{i}" for i in range(40))
@@ -252,6 +272,173 @@ def load(seconds: float) -> list[Row]:
     ]
 
 
+def _before_429(client: httpx.Client, model: str, content: str, tries: int = 40) -> int | None:
+    """/v1 calls to ``model`` before a 429 (None: none in ``tries``)."""
+    for n in range(tries):
+        r = client.post(
+            "/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": content}]}
+        )
+        if r.status_code == 429:
+            return n
+    return None
+
+
+def oracle() -> list[Row]:
+    with tempfile.TemporaryDirectory() as tmp:
+        models = models_file(Path(tmp), {"alpha": ["Alpha."], "beta": ["Beta."], "gamma": ["Gamma."]})
+        flags = ("--models", str(models), "--model-rate", "10/60", "--generation-rate", "1000/60")
+        server = ArenaServer(Path(tmp), *flags)
+        try:
+            with httpx.Client(base_url=server.base, timeout=30) as client:
+                battle = client.post("/api/v1/battles", json={"prompt": "Hi", "wait": True}).json()["id"]
+                client.post(f"/api/v1/battles/{battle}/vote", json={"winner": "tie"})  # reveals the pair
+                drawn = client.get(f"/api/v1/battles/{battle}").json()["models"]
+                inside = drawn["a"]
+                outside = next(m for m in ("alpha", "beta", "gamma") if m not in drawn.values())
+                overflow = " ".join(["word"] * 100)  # over the 64-token context: refused after admission
+                refused = {m: _before_429(client, m, overflow) for m in (inside, outside)}
+                served = {m: _before_429(client, m, "Hi") for m in (inside, outside)}
+        finally:
+            server.stop()
+
+    def shown(counts: dict[str, int | None]) -> str:
+        a, b = counts[inside], counts[outside]
+        diff = "0" if a == b else "n/a" if a is None or b is None else str(b - a)
+        return f"{'none in 40' if a is None else a} / {'none in 40' if b is None else b} (difference {diff})"
+
+    return [
+        ("rate-limit oracle, --model-rate 10/60", "refused calls before a 429: inside / outside", shown(refused)),
+        ("(one anonymous battle first)", "served calls before a 429: inside / outside", shown(served)),
+    ]
+
+
+def slow_connections(count: int) -> list[Row]:
+    with tempfile.TemporaryDirectory() as tmp:
+        models = models_file(Path(tmp))
+        flags = ("--models", str(models), "--header-timeout", "2", "--body-timeout", "2")
+        server = ArenaServer(Path(tmp), *flags)
+        try:
+            heads = slow_clients(server.port, count, wait=10)
+            bodies = slow_clients(server.port, 20, wait=10, body=True)
+            health = httpx.get(server.base + "/health").status_code
+        finally:
+            server.stop()
+    answers = Counter(heads.statuses())
+    return [
+        (
+            f"{count} slow-header clients, --header-timeout 2",
+            "still open after up to 10 s / opened",
+            f"{heads.still_open} / {heads.opened}",
+        ),
+        ("", "answers", ", ".join(f"{k} x{v}" for k, v in answers.items()) or "none"),
+        (
+            "20 slow-body clients, --body-timeout 2",
+            "still open after up to 10 s / opened",
+            f"{bodies.still_open} / {bodies.opened}",
+        ),
+        ("", "/health meanwhile", str(health)),
+    ]
+
+
+def disk_full() -> list[Row]:
+    kind = kinds()[0]
+    with tempfile.TemporaryDirectory() as tmp, small_disk(kind) as disk:
+        server = ArenaServer(Path(tmp), "--models", str(models_file(Path(tmp))), "--db", str(disk.db))
+        disk.pid = server.proc.pid
+        try:
+            with httpx.Client(base_url=server.base, timeout=30) as client:
+
+                def round_trip(prompt: str) -> str:
+                    battle = client.post("/api/v1/battles", json={"prompt": prompt, "wait": True})
+                    vote = "-"
+                    if battle.status_code == 201:
+                        vote = str(
+                            client.post(
+                                f"/api/v1/battles/{battle.json()['id']}/vote", json={"winner": "tie"}
+                            ).status_code
+                        )
+                    return f"{battle.status_code} / {vote} / {client.get('/ready').status_code}"
+
+                before = round_trip("Hi")
+                disk.fill()
+                full = Counter(
+                    client.post("/api/v1/battles", json={"prompt": f"{i} " + "x" * 7000, "wait": True}).status_code
+                    for i in range(10)
+                )
+                ready_full = client.get("/ready").status_code
+                health_full = client.get("/health").status_code
+                disk.free()
+                after = round_trip("Back?")
+        finally:
+            server.stop()
+        start_up = _read_only_start(Path(tmp), kind)
+    return [
+        (f"disk full ({kind})", "battle / vote / ready before (anchor)", before),
+        ("", "10 battles while full, by status", ", ".join(f"{k} x{v}" for k, v in sorted(full.items()))),
+        ("", "/ready / /health while full", f"{ready_full} / {health_full}"),
+        ("", "battle / vote / ready after freeing", after),
+        ("read-only database at start-up", "exit code, lines of output", start_up),
+    ]
+
+
+def _read_only_start(tmp: Path, kind: str) -> str:
+    with small_disk(kind) as disk:
+        migrations.apply(str(disk.db))
+        disk.read_only()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")} | {"ARENA_DEMO_MODEL": ""}
+        cmd = [sys.executable, "-m", "app", "serve", "--port", str(free_port()), "--models", str(models_file(tmp))]
+        done = subprocess.run(
+            [*cmd, "--db", str(disk.db)], cwd=SERVER_ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return f"{done.returncode}, {len(lines)} line{'s' if len(lines) != 1 else ''}"
+
+
+REPLAY_PROMPT = "Name three colours."
+
+
+def _chat(client: httpx.Client, model: str, **sampling: float) -> str:
+    body = {"model": model, "messages": [{"role": "user", "content": REPLAY_PROMPT}], **sampling}
+    r = client.post("/v1/chat/completions", json=body)
+    return str(r.json()["choices"][0]["message"]["content"]) if r.status_code == 200 else f"<{r.status_code}>"
+
+
+def replay(replays: int) -> list[Row]:
+    """The embedded Gemma presets with answers cut to 48 tokens (so that the replays are quick)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        models = Path(tmp) / "models.toml"
+        models.write_text(re.sub(r"max_tokens\s*=\s*\d+", "max_tokens = 48", default_models_text()))
+        server = ArenaServer(Path(tmp), "--models", str(models))
+        try:
+            with httpx.Client(base_url=server.base, timeout=300) as client:
+                battle = client.post("/api/v1/battles", json={"prompt": REPLAY_PROMPT, "wait": True}).json()
+                answers = {side: battle["turns"][0][side]["text"] for side in ("a", "b")}
+                client.post(f"/api/v1/battles/{battle['id']}/vote", json={"winner": "tie"})
+                drawn = client.get(f"/api/v1/battles/{battle['id']}").json()["models"]
+                rows: list[Row] = []
+                anchor: list[str] = []
+                for side in ("a", "b"):
+                    greedy = [_chat(client, drawn[side], temperature=0) for _ in range(replays)]
+                    defaults = [_chat(client, drawn[side]) for _ in range(replays)]
+                    anchor = anchor or greedy
+                    same = (sum(t == answers[side] for t in greedy), sum(t == answers[side] for t in defaults))
+                    rows.append(
+                        (
+                            f"side {side.upper()} ({drawn[side]})"
+                            if rows
+                            else f"replay a battle prompt on /v1, side A ({drawn[side]})",
+                            f"matches of {replays} replays: temperature 0 / defaults",
+                            f"{same[0]} / {same[1]}",
+                        )
+                    )
+        finally:
+            server.stop()
+    rows.append(
+        ("", f"anchor: t=0 replays equal to their first (of {replays})", str(sum(t == anchor[0] for t in anchor)))
+    )
+    return rows
+
+
 def table(rows: list[Row]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     head = ("what was tried", "measure", "what happened")
@@ -262,6 +449,9 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+PARTS = ("crash", "faults", "fuzz", "schema", "disconnects", "load", "oracle", "slow", "disk", "replay")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=10)
@@ -269,18 +459,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--schema", type=int, default=40, help="schemathesis cases per operation and mode")
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--replays", type=int, default=20, help="replays of a battle prompt per side and mode")
+    parser.add_argument("--slow", type=int, default=100, help="slow-header clients")
+    parser.add_argument("--parts", default="", help=f"comma-separated parts to run (default all): {', '.join(PARTS)}")
     args = parser.parse_args(argv)
+    parts = {
+        "crash": lambda: crash(args.kills),
+        "faults": faults,
+        "fuzz": lambda: fuzz(args.fuzz),
+        "schema": lambda: schemathesis_cases(args.schema),
+        "disconnects": lambda: disconnects(args.streams),
+        "load": lambda: load(args.seconds),
+        "oracle": oracle,
+        "slow": lambda: slow_connections(args.slow),
+        "disk": disk_full,
+        "replay": lambda: replay(args.replays),
+    }
+    chosen = [p.strip() for p in args.parts.split(",") if p.strip()] or list(parts)
+    unknown = [p for p in chosen if p not in parts]
+    if unknown:
+        parser.error(f"unknown part(s): {', '.join(unknown)}; the parts are {', '.join(parts)}")
     rows: list[Row] = []
-    for part in (
-        lambda: crash(args.kills),
-        faults,
-        lambda: fuzz(args.fuzz),
-        lambda: schemathesis_cases(args.schema),
-        lambda: disconnects(args.streams),
-        lambda: load(args.seconds),
-    ):
+    for name in chosen:
         started = time.perf_counter()
-        rows += part()
+        rows += parts[name]()
         print(f"  ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     print(table(rows))
 

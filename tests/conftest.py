@@ -29,8 +29,13 @@ def make_app(tmp_path: Path):
     def build(replies: dict[str, list[str]] | None = None, **overrides: object) -> Litestar:
         models = tmp_path / "models.toml"
         models.write_text(scripted_models_toml(replies or {"alpha": ["Hello there."], "beta": ["Hi!"]}))
-        # Generation limits out of the way unless a test sets them (tests/test_security_limits.py does).
-        overrides = {"generation_rate": "100000/1", "model_rate": "100000/1", **overrides}
+        # Generation and stream limits out of the way unless a test sets them (tests/test_security_limits.py does).
+        overrides = {
+            "generation_rate": "100000/1",
+            "model_rate": "100000/1",
+            "max_streams_per_client": 100000,
+            **overrides,
+        }
         settings = Settings(models=models, db=tmp_path / "arena.db", **overrides)  # type: ignore[arg-type]
         return create_app(settings)
 

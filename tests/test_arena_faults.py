@@ -301,6 +301,8 @@ async def test_events_of_unknown_battle_and_bad_last_event_id(arena) -> None:
     async with arena() as c:
         r = await c.post("/api/v1/battles", json={"prompt": "Hi", "wait": True})
         battle_id = r.json()["id"]
-        for value in ("abc", "-1", ""):
+        r = await c.get(f"/battle/{battle_id}/events", headers={"last-event-id": ""})
+        assert parse_sse(r.text)[-1].event == "done"  # no id: the whole turn
+        for value in ("abc", "-1"):  # not one of ours: refused, not ignored (issue 19)
             r = await c.get(f"/battle/{battle_id}/events", headers={"last-event-id": value})
-            assert parse_sse(r.text)[-1].event == "done", value
+            assert r.status_code == 400 and "Last-Event-ID" in r.text, value

@@ -22,7 +22,12 @@ TOKEN = {"Authorization": "Bearer admin-secret-token"}
 async def admin(make_app, tmp_path: Path):
     (tmp_path / "models").mkdir()
     # Many wrong tokens below: the throttle of wrong ones (tests/test_security_auth.py) out of the way.
-    app = make_app(admin_token="admin-secret-token", model_dir=[str(tmp_path / "models")], login_rate="1000/60")
+    app = make_app(
+        admin_token="admin-secret-token",
+        model_dir=[str(tmp_path / "models")],
+        login_rate="1000/60",
+        remote_hosts=["127.0.0.1"],
+    )
     async with AsyncTestClient(app) as c:
         yield c
 

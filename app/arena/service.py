@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from app.arena.limits import Throttle
 from app.arena.live import Event, LiveBattle, Side, Turn
 from app.arena.pairs import NotEnoughModels, draw_pair
 from app.engines.base import ChatMessage, Delta, EngineError, GenerationRequest, Image
-from app.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
+from app.errors import Conflict, DomainError, Failed, Forbidden, Invalid, NotFound, Unavailable
 from app.metrics import Metrics
 from app.moderation.log import Origin
 from app.moderation.service import Moderator
@@ -86,10 +87,12 @@ class Arena:
         self.identity_check = True  # flag anonymous battles whose answer names its own model
         self.moderation: Moderator | None = None  # the content check every prompt and image passes first
 
-    def _admit(self, client: str, models: dict[str, str]) -> None:
-        """Count a generation per side against ``client``'s limits, or raise RateLimited."""
-        if self.throttle is not None:
-            self.throttle.admit(client, models.values())
+    def _admitted(self, client: str, battle_mode: str, models: dict[str, str]) -> AbstractContextManager[None]:
+        """Count a generation per side against ``client``'s limits, or raise RateLimited; a refusal
+        inside the block gives the counts back. Anonymous sides count in no per-model window."""
+        if self.throttle is None:
+            return nullcontext()
+        return self.throttle.admitted(client, models.values(), per_model=battle_mode != "anony")
 
     # -- starting battles and turns -----------------------------------------------------------
 
@@ -175,8 +178,10 @@ class Arena:
         self.check_mode(mode)
         checked = await bi.check_uploads(self.images, images)  # a bad file is a 400 whatever the models
         sides, prob = await self._sides(mode, models, vision=bool(checked))
-        self._admit(voter_hash, sides)
-        await self._moderate(prompt, checked, Origin("battle", voter_hash=voter_hash, model=" ".join(sides.values())))
+        with self._admitted(voter_hash, mode, sides):
+            await self._moderate(
+                prompt, checked, Origin("battle", voter_hash=voter_hash, model=" ".join(sides.values()))
+            )
         battle = LiveBattle(uuid.uuid4().hex, mode, sides, owner=voter_hash)
         await bi.save_files(self.images, checked)
         await self.store.write(
@@ -194,8 +199,8 @@ class Arena:
         checked = await bi.check_uploads(self.images, images, battle.image_count)
         await self._moderate(prompt, checked, Origin("battle", battle.id, client, " ".join(battle.models.values())))
         self._check_open(battle, len(images))  # checking the image took a while: still open?
-        self._admit(client, battle.models)
-        await self._begin_turn(battle, prompt, checked)
+        with self._admitted(client, battle.mode, battle.models):
+            await self._begin_turn(battle, prompt, checked)
         return battle
 
     async def _moderate(self, prompt: str, checked: Sequence[bi.Checked], origin: Origin) -> None:
@@ -300,8 +305,8 @@ class Arena:
                 await started.rest.aclose()
 
     def _fail(self, battle: LiveBattle, side: str, state: Side, exc: Exception) -> None:
-        if isinstance(exc, DomainError):
-            detail = exc.message
+        if isinstance(exc, DomainError):  # an engine failure keeps its own message for the log
+            detail = str(exc.__cause__) if isinstance(exc, Failed) and exc.__cause__ else exc.message
         elif isinstance(exc, (EngineError, TimeoutError, StopAsyncIteration)):
             detail = str(exc) or "timed out"
         else:
@@ -365,12 +370,12 @@ class Arena:
         turn = battle.turn
         if turn is None:
             raise Conflict("Nothing to regenerate yet.")
-        self._admit(client, battle.models)
-        if not turn.complete:
-            await self.stop(battle_id, client=client)
-            await turn.finished.wait()
-            if battle.turn is not turn or battle.voted:
-                raise Conflict("The battle changed meanwhile; reload it.")
+        with self._admitted(client, battle.mode, battle.models):
+            if not turn.complete:
+                await self.stop(battle_id, client=client)
+                await turn.finished.wait()
+                if battle.turn is not turn or battle.voted:
+                    raise Conflict("The battle changed meanwhile; reload it.")
         # The new turn is current before the first await, so a concurrent request sees it busy.
         new = Turn(turn.number, turn.prompt, {s: Side(m) for s, m in battle.models.items()})
         answers, failed = battle.history.pop(), battle.failed

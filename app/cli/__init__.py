@@ -23,7 +23,16 @@ SERVE_FLAGS = list(Settings.model_fields)
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How uvicorn serves: X-Forwarded-For/-Proto are believed only from --trusted-proxies, and
-    not at all without them (uvicorn's own default trusts 127.0.0.1)."""
+    not at all without them (uvicorn's own default trusts 127.0.0.1); slow headers and bodies
+    time out, and one address holds a bounded number of connections (:mod:`app.connections`)."""
+    from app.connections import ConnectionGuard, guarded_protocol
+
+    guard = ConnectionGuard(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        per_client=settings.max_connections_per_client,
+        exempt=settings.trusted_proxies,
+    )
     return {
         "host": settings.host,
         "port": settings.port,
@@ -31,6 +40,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_graceful_shutdown": 5,
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": list(settings.trusted_proxies),
+        "http": guarded_protocol(guard),
     }
 
 
@@ -42,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.errors import DomainError
     from app.registry.spec import ModelsFileError
     from app.server import create_app
+    from app.store.db import StoreError, check_writable
 
     faulthandler.enable()  # a crash in native code (llama.cpp) still prints where and why
     settings = settings_from(args, SERVE_FLAGS)
@@ -50,6 +61,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)  # checks settings and the models file; writes nothing
     except (ModelsFileError, DomainError, ValueError) as exc:
         raise SettingsError(str(exc)) from None
+    try:
+        check_writable(str(settings.db))  # a read-only or full database: one line, before serving
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
     print(f"Arena serving on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(app, **uvicorn_options(settings))
     return 0

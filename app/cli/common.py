@@ -17,7 +17,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, names: Sequence[str]) -> 
     for name in names:
         field = Settings.model_fields[name]
         flag = "--" + name.replace("_", "-")
-        help_text = f"{field.description} [env ARENA_{name.upper()}]"
+        # argparse %-formats help texts: a literal % (as in "85% of memory") must be doubled
+        help_text = f"{field.description} [env ARENA_{name.upper()}]".replace("%", "%%")
         if name in LIST_FIELDS:
             parser.add_argument(flag, dest=name, action="append", help=help_text)
         else:

@@ -8,12 +8,17 @@ Remote errors map onto ours: context overflow, overload (429/503) and everything
 The API key is never part of the configuration: the engine is given the *name* of an
 environment variable, reads it once at construction, and keeps it only in the client's
 default headers.
+
+What the remote answers is never echoed in an error: its body may be anything the URL serves
+(an internal page, another service's secrets), so errors name the status and the body goes to
+the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -34,6 +39,8 @@ from app.engines.base import (
     Gate,
     GenerationRequest,
 )
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "ARENA_REMOTE_"  # the default of --remote-env-prefix
 
@@ -113,9 +120,9 @@ class RemoteEngine(Engine):
         except (ValueError, AttributeError) as exc:
             raise EngineError(f"Remote {self.base_url}/models did not return a model list.") from exc
         if self.remote_model not in served:
-            listed = ", ".join(str(s) for s in served[:20]) or "none"
+            log.warning("remote %s lists these models: %s", self.base_url, ", ".join(str(s) for s in served[:50]))
             raise EngineError(
-                f"Remote {self.base_url} does not serve model {self.remote_model!r} (it lists: {listed})."
+                f"Remote {self.base_url} does not serve model {self.remote_model!r} (see the log for what it lists)."
             )
 
     async def health(self) -> bool:
@@ -186,9 +193,8 @@ class RemoteEngine(Engine):
                     break
                 event = _parse_event(data)
                 if event.get("error"):
-                    raise EngineError(
-                        f"Remote model {self.remote_model} failed mid-stream: {_message_of(event['error'])}"
-                    )
+                    log.warning("remote model %s failed mid-stream: %s", self.remote_model, _message_of(event["error"]))
+                    raise EngineError(f"Remote model {self.remote_model} failed mid-stream.")
                 usage = event.get("usage")
                 if isinstance(usage, dict):
                     prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
@@ -274,9 +280,11 @@ class RemoteEngine(Engine):
                 int(next(g for g in prompt.groups() if g)) if prompt else 0,
                 request.max_tokens if request else None,
             )
+        what = f"{response.request.method} {response.request.url.path}"
+        log.warning("remote %s answered HTTP %d to %s: %s", self.base_url, status, what, message)
         if status in (401, 403):
-            return EngineError(f"Remote {self.base_url} rejected the credentials (HTTP {status}): {message}")
-        return EngineError(f"Remote model {self.remote_model} returned HTTP {status}: {message}")
+            return EngineError(f"Remote {self.base_url} rejected the credentials (HTTP {status}).")
+        return EngineError(f"Remote model {self.remote_model} returned HTTP {status} to {what} (body in the log).")
 
 
 def _content(message: ChatMessage) -> str | list[dict[str, Any]]:

@@ -20,11 +20,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app.engines.base import EVAL_PRIORITY, ChatMessage, GenerationRequest
-from app.errors import Busy, Failed, NotFound
+from app.errors import Busy, Failed, NotFound, shown
 from app.metrics import Metrics
 from app.registry import generate
 from app.registry.core import ModelEntry, Registry
-from app.registry.spec import ModelSpec, check_api_key_env, load_models
+from app.registry.spec import ModelSpec, allowed_remote_hosts, check_api_key_env, load_models
 from app.settings import Settings
 from app.store.db import Store
 
@@ -131,7 +131,7 @@ async def _register(registry: Registry, store: Store, specs: list[ModelSpec], wa
     missing = [m for m in wanted if m not in by_id]
     if missing:
         known = ", ".join(sorted(by_id)) or "none"
-        raise NotFound(f"unknown model(s): {', '.join(missing)} (known: {known})", param="model")
+        raise NotFound(f"unknown model(s): {shown(', '.join(missing))} (known: {known})", param="model")
     registry.store = store
     for model_id in dict.fromkeys(wanted):
         registry.entries[model_id] = ModelEntry(by_id[model_id])
@@ -154,6 +154,7 @@ async def open_context(settings: Settings, model_ids: Sequence[str], **options: 
         model_dirs=[Path(d) for d in settings.model_dir],
         check_gguf=check_gguf if settings.check_engines else None,
         probe_interval=0,
+        remote_hosts=allowed_remote_hosts(specs, settings.remote_hosts),
     )
     registry.factory.env_prefix = settings.remote_env_prefix
     store = Store(settings.db)

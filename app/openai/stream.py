@@ -5,6 +5,7 @@ Pure functions and one small class, so the exact bytes are unit-testable.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -13,9 +14,11 @@ from typing import Any
 
 import msgspec
 
-from app.engines.base import Delta, EngineError
+from app.engines.base import ContextLengthExceeded, Delta, EngineOverloaded
 from app.errors import DomainError
 from app.openai.errors import body, domain_body
+
+log = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 _encode = msgspec.json.Encoder().encode
@@ -115,11 +118,22 @@ class Completion:
         }
 
 
+GENERIC_FAILURE = "The model failed while generating; please retry."
+
+
 def error_event(error: Exception) -> bytes:
+    """The ``error`` event of a stream that broke after it started. Our own messages (a domain
+    error, a context overflow, an overload) are sent as they are; an engine's raw message may
+    carry paths, upstream bodies or library internals, so it goes to the log and the client gets
+    a generic one."""
     if isinstance(error, DomainError):
         return sse(domain_body(error))
-    message = str(error) if isinstance(error, EngineError) else "The server had an error."
-    return sse(body(message, "server_error"))
+    if isinstance(error, ContextLengthExceeded):
+        return sse(body(str(error), "invalid_request_error", "messages", "context_length_exceeded"))
+    if isinstance(error, EngineOverloaded):
+        return sse(body(str(error), "server_error", None, "overloaded"))
+    log.warning("stream failed mid-generation: %s: %s", type(error).__name__, error)
+    return sse(body(GENERIC_FAILURE, "server_error"))
 
 
 async def stream_events(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import Invalid
+from app.errors import Invalid, shown
 from app.rating.cells import Cells
 from app.rating.leaderboard import Leaderboard, compute_leaderboard, compute_style_leaderboard
 from app.rating.options import Counts, Options, VoteRows, options_block, select_rows, select_votes, selected_cells
@@ -54,7 +54,7 @@ def parse_anchor(text: str | None) -> tuple[str, float] | None:
     except ValueError:
         value = float("nan")
     if not sep or not model or not np.isfinite(value):
-        raise Invalid(f"anchor must look like MODEL=SCORE, got {text!r}", param="anchor")
+        raise Invalid(f"anchor must look like MODEL=SCORE, got {shown(text)!r}", param="anchor")
     return model, value
 
 
@@ -87,7 +87,7 @@ def make_query(
 
 def check_anchor(query: Query, known: Sequence[str] | set[str]) -> None:
     if query.anchor is not None and query.anchor[0] not in known:
-        raise Invalid(f"anchor names an unknown model: {query.anchor[0]!r}", param="anchor")
+        raise Invalid(f"anchor names an unknown model: {shown(query.anchor[0])!r}", param="anchor")
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from app.engines.base import ChatMessage, Engine, EngineError, EngineStats, GenerationRequest
 from app.engines.llamacpp import CpuBudget
-from app.errors import Conflict, DomainError, Invalid, NoRoom, NotFound
+from app.errors import Conflict, DomainError, Invalid, NoRoom, NotFound, shown
 from app.registry.factory import (
     MB,
     EngineFactory,
@@ -32,7 +32,7 @@ from app.registry.factory import (
     gpu_shortfall,
     resolve_kind,
 )
-from app.registry.spec import ModelSpec
+from app.registry.spec import ModelSpec, check_remote_host
 from app.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,24 @@ class ModelEntry:
 
 class UnknownModel(NotFound):
     def __init__(self, model_id: str) -> None:
-        super().__init__(f"The model `{model_id}` does not exist.", param="id")
+        super().__init__(f"The model `{shown(model_id)}` does not exist.", param="id")
         self.model_id = model_id
+
+
+def check_remote_change(
+    old: ModelSpec, new: ModelSpec, changes: dict[str, Any], allowed: Collection[str] | None
+) -> None:
+    """A remote model's new base_url is on an allowed host, and comes with its key named again:
+    the engine sends the key to whatever base_url says, so a new host must not inherit it."""
+    if new.base_url == old.base_url:
+        return
+    check_remote_host(new, allowed)
+    if (old.api_key_env or new.api_key_env) and "api_key_env" not in changes:
+        raise Invalid(
+            "Changing base_url sends the model's API key to the new address: send api_key_env again with it "
+            '("" for no key).',
+            param="api_key_env",
+        )
 
 
 class Registry:
@@ -126,12 +142,15 @@ class Registry:
         check_gguf: GgufCheck | None = None,
         failure_limit: int = 3,
         probe_interval: float = 15.0,
+        remote_hosts: Collection[str] | None = None,
     ) -> None:
         self.failure_limit = failure_limit  # consecutive failures that take a model down
         self.probe_interval = probe_interval  # first wait before probing a downed model (doubles)
         self.probe_timeout = 30.0  # a probe that has not finished by then failed
         self._probes: dict[str, asyncio.Task[None]] = {}
-        self.factory = EngineFactory(budget, parallel=parallel, max_queue=max_queue, check_gguf=check_gguf)
+        self.factory = EngineFactory(
+            budget, parallel=parallel, max_queue=max_queue, check_gguf=check_gguf, remote_hosts=remote_hosts
+        )
         self.parallel = parallel
         self.model_dirs = model_dirs or []
         self.memory_budget = memory_budget
@@ -351,6 +370,7 @@ class Registry:
             check_weights(spec, self.model_dirs)
         except WeightsError as exc:
             raise Invalid(str(exc)) from None
+        check_remote_host(spec, self.factory.remote_hosts)  # a 400 naming base_url, before any fetch
         entry = ModelEntry(spec)
         self.entries[spec.id] = entry
         try:
@@ -386,6 +406,7 @@ class Registry:
             "vision",
         )
         reload = any(getattr(spec, f) != getattr(entry.spec, f) for f in engine_fields)
+        check_remote_change(entry.spec, spec, changes, self.factory.remote_hosts)
         if reload:
             try:
                 check_weights(spec, self.model_dirs)

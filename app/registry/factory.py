@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
 from app.engines.base import Engine, EngineError
@@ -13,7 +13,8 @@ from app.engines.chat_template import format_for
 from app.engines.llamacpp import CpuBudget, LlamaCppEngine, LlamaWeights
 from app.engines.llamacpp_check import CheckResult
 from app.engines.scripted import ScriptedEngine
-from app.registry.spec import BUNDLED_PREFIX, ModelSpec
+from app.errors import Invalid
+from app.registry.spec import BUNDLED_PREFIX, ModelSpec, check_remote_host
 
 GGUF_MAGIC = b"GGUF"
 MB = 1024 * 1024
@@ -147,9 +148,16 @@ GgufCheck = Callable[..., Awaitable[CheckResult]]  # (path, *, mmproj="") -> res
 
 class EngineFactory:
     def __init__(
-        self, budget: CpuBudget, *, parallel: int, max_queue: int, check_gguf: GgufCheck | None = None
+        self,
+        budget: CpuBudget,
+        *,
+        parallel: int,
+        max_queue: int,
+        check_gguf: GgufCheck | None = None,
+        remote_hosts: Collection[str] | None = None,
     ) -> None:
         self.budget = budget
+        self.remote_hosts = remote_hosts  # hosts remote models may use; None: any (see check_remote_host)
         self.parallel = parallel
         self.max_queue = max_queue
         self.check_gguf = check_gguf
@@ -195,7 +203,11 @@ class EngineFactory:
                 max_queue=self.max_queue,
             )
             try:
+                check_remote_host(spec, self.remote_hosts)  # before anything is fetched
                 await remote.check()
+            except Invalid as exc:
+                await remote.close()
+                raise EngineError(exc.message) from None
             except Exception:
                 await remote.close()
                 raise

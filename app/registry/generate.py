@@ -6,6 +6,7 @@ the routes can answer with a proper HTTP status instead of a broken stream.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from app.errors import Busy, Failed, Invalid, NotFound, Unavailable
 from app.metrics import Metrics
 from app.registry.core import ModelEntry, Registry, UnknownModel
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Started:
@@ -37,10 +40,9 @@ async def resolve(models: Registry, model_id: str) -> ModelEntry:
         entry = await models.ensure_loaded(model_id)
     except UnknownModel as exc:
         raise NotFound(exc.message, param="model", code="model_not_found") from None
-    if entry.engine is None or entry.state == "down":
-        reason = f": {entry.error}" if entry.error else ""
+    if entry.engine is None or entry.state == "down":  # why (entry.error) is for the admin page
         raise Unavailable(
-            f"The model `{model_id}` is not loaded right now{reason}.",
+            f"The model `{model_id}` is not loaded right now; try again later.",
             retry_after=5,
             param="model",
             code="model_unavailable",
@@ -97,9 +99,10 @@ async def start(models: Registry, metrics: Metrics, model_id: str, request: Gene
     except EngineOverloaded as exc:
         await gen.aclose()
         raise Busy(str(exc), retry_after=exc.retry_after, code="overloaded") from exc
-    except EngineError as exc:
+    except EngineError as exc:  # its message may hold internals: logged, and a generic one sent
         await gen.aclose()
-        raise Failed(str(exc), code="engine_error") from exc
+        log.warning("model %s failed before its first token: %s", model_id, exc)
+        raise Failed(f"The model `{model_id}` failed to answer; please retry.", code="engine_error") from exc
     except StopAsyncIteration:
         raise Failed("The engine returned nothing.") from None
     finally:

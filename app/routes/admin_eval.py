@@ -10,7 +10,7 @@ from litestar import Request, get, post
 from litestar.datastructures import State
 from litestar.response import Redirect, Template
 
-from app.errors import DomainError, Invalid
+from app.errors import DomainError, Invalid, shown
 from app.eval.context import EvalContext
 from app.eval.jobs import Jobs, Work, tournament
 from app.eval.suites import SuiteError, available, load_suite
@@ -33,7 +33,7 @@ def _tournament(state: State, suite_name: str, models: Sequence[str], judge: str
     known = {e.id for e in state.models.all()}
     unknown = sorted({*models, judge} - known - {""})
     if unknown:
-        raise Invalid(f"No model {', '.join(unknown)}.", param="models")
+        raise Invalid(f"No model {shown(', '.join(unknown))}.", param="models")
     suite = load_suite(suites[suite_name], state.settings.suites_dir)
     ctx = EvalContext(state.models, state.store, state.metrics, templates=state.settings.judge_templates)
     title = f"Tournament of {', '.join(sorted(set(models)))} on {suite.name}, judged by {judge}"

@@ -18,9 +18,10 @@ from litestar.response import Stream
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.arena.battle_images import Upload, check_count
+from app.arena.limits import held
 from app.arena.live import Event, LiveBattle
 from app.arena.service import Arena
-from app.errors import validated
+from app.errors import validated, whole_number
 from app.media.images import decode_data_url
 from app.openai.stream import sse
 from app.routes.common import limit, visitor
@@ -184,8 +185,9 @@ def _json_event(event_id: int | None, event: Event, reveal: bool) -> bytes:
 
 
 def last_event_id(request: Request[Any, Any, Any]) -> int | None:
-    value = request.headers.get("last-event-id", "")
-    return int(value) if value.isdigit() else None
+    """The id a reconnecting EventSource sends back: one of ours (a whole number), or a 400."""
+    value = request.headers.get("last-event-id", "").strip()
+    return whole_number(value, "Last-Event-ID") if value else None
 
 
 @get("/battles/{battle_id:str}/events")
@@ -194,12 +196,13 @@ async def battle_events(battle_id: FromPath[str], request: Request[Any, Any, Any
     client = visitor(request, state)[1]
     battle = await arena.owned(battle_id, client)  # a 404 before the stream starts
     resume = last_event_id(request)
+    slot = state.streams.take(visitor(request, state)[0])  # at most --max-streams-per-client open
 
     async def body() -> AsyncIterator[bytes]:
         async for event_id, event in arena.events(battle_id, resume, client=client):
             yield _json_event(event_id, event, revealed(battle))
 
-    return Stream(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return Stream(held(slot, body()), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 router = Router(

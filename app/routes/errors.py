@@ -26,7 +26,9 @@ from app.errors import (
     NoRoom,
     NotFound,
     RateLimited,
+    StorageFull,
     Unavailable,
+    shown,
 )
 from app.openai.errors import ErrorBody, body, domain_body
 from app.web import views
@@ -37,6 +39,7 @@ log = logging.getLogger("app")
 STATUS: dict[type[DomainError], int] = {
     RateLimited: 429,
     NoRoom: 507,
+    StorageFull: 507,
     Busy: 503,
     Unavailable: 503,
     Failed: 500,
@@ -112,13 +115,13 @@ def on_api_error(request: Request[Any, Any, Any], exc: APIError) -> Response[Any
 
 
 def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    message = exc.detail or "Request failed."
+    message = shown(exc.detail or "Request failed.", 300)
     if exc.status_code == 404:
-        message = f"No route for {request.method} {request.url.path}."
+        message = f"No route for {request.method} {shown(request.url.path)}."
     elif exc.status_code == 413:
         message = "The request body is larger than the configured limit."
     elif isinstance(exc, ValidationException):
-        message = f"Invalid request: {exc.detail}"
+        message = f"Invalid request: {shown(exc.detail, 300)}"
     error = from_status(exc.status_code, message)
     error.headers = dict(exc.headers or {})
     return respond(request, error)

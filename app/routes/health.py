@@ -19,9 +19,13 @@ def health() -> dict[str, str]:
 
 @get("/ready")
 async def ready(state: State) -> Response[dict[str, Any]]:
+    """Ready when the models are loaded and the database takes writes (after a write failed on
+    the disk, each call probes until one works again)."""
     models = {e.id: {"state": e.state, "engine": e.engine_kind, "loaded": e.loaded} for e in state.models.all()}
-    ok = state.models.ready
-    return Response({"ready": ok, "models": models}, status_code=200 if ok else 503)
+    writable = await state.store.writable()
+    ok = state.models.ready and writable
+    store = {"writable": writable, "error": state.store.write_error}
+    return Response({"ready": ok, "models": models, "store": store}, status_code=200 if ok else 503)
 
 
 @get("/metrics")

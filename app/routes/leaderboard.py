@@ -13,7 +13,7 @@ from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
 from app.arena.leaderboard import Service, load_categories
-from app.errors import Invalid
+from app.errors import Invalid, whole_number
 from app.eval.judge_board import judge_board_json, judge_ids
 from app.rating.board import Query, make_query
 from app.rating.options import Options
@@ -31,10 +31,7 @@ def _flag(value: str | None) -> bool:
 
 
 def _whole(params: dict[str, str], name: str, default: int) -> int:
-    raw = params.get(name) or str(default)
-    if not raw.isdigit() or len(raw) > 9:
-        raise Invalid(f"{name} must be a whole number", param=name)
-    return int(raw)
+    return whole_number(params.get(name) or str(default), name, digits=9)
 
 
 def _query(state: State, params: dict[str, str]) -> Query:

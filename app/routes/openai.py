@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import uuid
+from contextlib import AbstractContextManager
 from typing import Any
 
 from litestar import Request, Response, Router, get, post
@@ -13,6 +14,7 @@ from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Stream
 
+from app.arena.limits import held
 from app.engines.base import GenerationRequest
 from app.errors import Forbidden
 from app.moderation.log import Origin
@@ -81,13 +83,19 @@ def _log_unknown(req: schema._Sampling) -> None:
 
 
 async def _respond(
-    state: State, req: schema._Sampling, gen_request: GenerationRequest, chat: bool
+    request: Request[Any, Any, Any], state: State, req: schema._Sampling, gen_request: GenerationRequest, chat: bool
 ) -> Response[Any] | Stream:
-    started = await generate.start(state.models, state.metrics, req.model, gen_request)
+    slot = state.streams.take(visitor(request, state)[0]) if req.stream else None  # before generating
+    try:
+        started = await generate.start(state.models, state.metrics, req.model, gen_request)
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
     completion = Completion(req.model, chat=chat, include_usage=req.include_usage)
-    if req.stream:
+    if slot is not None:
         return Stream(
-            stream_events(completion, started.first, started.rest),
+            held(slot, stream_events(completion, started.first, started.rest)),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
@@ -104,12 +112,13 @@ async def _respond(
     return Response(body)
 
 
-def _admit(request: Request[Any, Any, Any], state: State, entry: ModelEntry) -> None:
-    """The one rate limiter, as for battles: per client and per model. A model kept to
+def _admitted(request: Request[Any, Any, Any], state: State, entry: ModelEntry) -> AbstractContextManager[None]:
+    """The one rate limiter, as for battles: per client and per model; a request refused inside
+    the block (a bad image, a blocked prompt, a context overflow) counts nothing. A model kept to
     anonymous battles (``anony_only``) is not served by name here either."""
     if entry.spec.anony_only:
         raise Forbidden(f"The model `{entry.id}` is only in anonymous battles.", param="model", code="model_anony_only")
-    state.throttle.admit(visitor(request, state)[1], [entry.id])
+    return state.throttle.admitted(visitor(request, state)[1], [entry.id])  # type: ignore[no-any-return]
 
 
 def _origin(request: Request[Any, Any, Any], state: State, entry: ModelEntry) -> Origin:
@@ -136,11 +145,11 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     req = schema.parse(schema.ChatCompletionRequest, await request.body())
     _log_unknown(req)
     entry = await generate.resolve(state.models, req.model)
-    _admit(request, state, entry)
-    messages = await images.conversation(req, entry, state.images, state.settings.image_url_domains)
-    await state.moderation.check_messages(messages, _origin(request, state, entry), param="messages")
-    gen = _generation(req, entry, req.token_limit(), messages=messages)
-    return await _respond(state, req, gen, chat=True)
+    with _admitted(request, state, entry):
+        messages = await images.conversation(req, entry, state.images, state.settings.image_url_domains)
+        await state.moderation.check_messages(messages, _origin(request, state, entry), param="messages")
+        gen = _generation(req, entry, req.token_limit(), messages=messages)
+        return await _respond(request, state, req, gen, chat=True)
 
 
 @post("/completions", status_code=200, operation_class=json_body(schema.CompletionRequest))
@@ -148,12 +157,12 @@ async def completions(request: Request[Any, Any, Any], state: State) -> Response
     req = schema.parse(schema.CompletionRequest, await request.body())
     _log_unknown(req)
     entry = await generate.resolve(state.models, req.model)
-    _admit(request, state, entry)
-    await state.moderation.check([req.prompt_text()], [], _origin(request, state, entry), param="prompt")
-    limit = req.max_tokens if req.max_tokens is not None else 16  # OpenAI's default here
-    gen = _generation(req, entry, limit, prompt=req.prompt_text())
-    gen.max_tokens_explicit = req.max_tokens is not None
-    return await _respond(state, req, gen, chat=False)
+    with _admitted(request, state, entry):
+        await state.moderation.check([req.prompt_text()], [], _origin(request, state, entry), param="prompt")
+        limit = req.max_tokens if req.max_tokens is not None else 16  # OpenAI's default here
+        gen = _generation(req, entry, limit, prompt=req.prompt_text())
+        gen.max_tokens_explicit = req.max_tokens is not None
+        return await _respond(request, state, req, gen, chat=False)
 
 
 router = Router(

@@ -16,9 +16,10 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Stream, Template
 
 from app.arena.battle_images import Upload
+from app.arena.limits import held
 from app.arena.live import Event, LiveBattle
 from app.arena.service import Arena
-from app.errors import Invalid
+from app.errors import Invalid, whole_number
 from app.routes.admin import is_admin
 from app.routes.arena_api import SSE_HEADERS, last_event_id
 from app.routes.common import limit, visitor
@@ -139,6 +140,7 @@ async def battle_image(
 @post("/battle/{battle_id:str}/stop", status_code=200)
 async def stop(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
     """Stops both sides; the answers so far arrive as their final SSE events."""
+    limit(state, "stop", visitor(request, state)[0])
     await state.arena.stop(battle_id, client=visitor(request, state)[1])
     return Response("", status_code=200, media_type="text/html")
 
@@ -160,12 +162,11 @@ async def vote(battle_id: FromPath[str], request: Request[Any, Any, Any], state:
 
 @post("/battle/{battle_id:str}/feedback", status_code=200)
 async def feedback(battle_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[str]:
+    limit(state, "feedback", visitor(request, state)[0])
     form = await request.form()
     kind = str(form.get("kind") or "")
-    raw_id = str(form.get("message_id") or "")
-    if not raw_id.isdigit():
-        raise Invalid("message_id must be a number")
-    await state.arena.feedback(battle_id, int(raw_id), kind, client=visitor(request, state)[1])
+    message_id = whole_number(str(form.get("message_id") or ""), "message_id")
+    await state.arena.feedback(battle_id, message_id, kind, client=visitor(request, state)[1])
     thanks = {"up": "Thanks: marked good.", "down": "Thanks: marked bad.", "flag": "Flagged for review."}[kind]
     return Response(f'<span class="thanks">{thanks}</span>', media_type="text/html")
 
@@ -187,11 +188,13 @@ async def events(battle_id: FromPath[str], request: Request[Any, Any, Any], stat
     parts = environment().get_template("_battle_parts.html").module
     resume = last_event_id(request)
 
+    slot = state.streams.take(visitor(request, state)[0])  # at most --max-streams-per-client open
+
     async def body() -> AsyncIterator[bytes]:
         async for event_id, event in arena.events(battle_id, resume, client=client):
             yield _render_event(parts, battle, event, event_id, state)
 
-    return Stream(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return Stream(held(slot, body()), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def _render_event(parts: Any, battle: LiveBattle, event: Event, event_id: int | None, state: State) -> bytes:

@@ -19,8 +19,10 @@ from tests.helpers.server import ArenaServer, scripted_models_toml
 
 # No limit gets in the way of the traffic (every rate flag the server has is raised).
 OPEN_RATES = tuple(
-    arg for flag in ("--battle-rate", "--vote-rate", "--generation-rate", "--model-rate") for arg in (flag, "1000000/1")
-)
+    arg
+    for flag in ("--battle-rate", "--vote-rate", "--generation-rate", "--model-rate", "--feedback-rate", "--stop-rate")
+    for arg in (flag, "1000000/1")
+) + ("--max-streams-per-client", "1000000", "--max-connections-per-client", "1000000")
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 
 

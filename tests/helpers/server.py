@@ -64,13 +64,15 @@ class ArenaServer:
         self.log = tmp / f"server-{self.port}.log"
         cmd = [sys.executable, *launcher, "serve", "--port", str(self.port), "--db", str(tmp / "arena.db"), *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
-        # Admin on (per-model /metrics need it) and generation limits out of the way, unless the
+        # Admin on (per-model /metrics need it) and generation and stream limits out of the way, unless the
         # test's own flags say otherwise (flags win over the environment).
         env |= {
             "ARENA_DEMO_MODEL": "",
             "ARENA_ADMIN_TOKEN": ADMIN_TOKEN,
             "ARENA_GENERATION_RATE": "100000/1",
             "ARENA_MODEL_RATE": "100000/1",
+            "ARENA_MAX_STREAMS_PER_CLIENT": "100000",
+            "ARENA_MAX_CONNECTIONS_PER_CLIENT": "100000",
         }
         env |= dict(extra_env or {})  # e.g. an empty ARENA_ADMIN_TOKEN
         with self.log.open("w") as out:

@@ -21,7 +21,9 @@ TOKEN = {"Authorization": "Bearer admin-secret-token"}
 def admin_server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("admin")
     (tmp / "models").mkdir()
-    server = ArenaServer(tmp, "--admin-token", "admin-secret-token", "--model-dir", str(tmp / "models"))
+    server = ArenaServer(
+        tmp, "--admin-token", "admin-secret-token", "--model-dir", str(tmp / "models"), "--remote-hosts", "127.0.0.1"
+    )
     server.models_dir = tmp / "models"  # type: ignore[attr-defined]
     yield server
     server.stop()
