@@ -55,11 +55,15 @@ WINNERS = ["model_a", "model_b", "tie", "tie (bothbad)"]
 
 def prepare_battles(db: Path, count: int) -> list[str]:
     """Complete battles written with the store's write functions, as the arena would."""
+    from app.arena.visitors import voter_hash
     from app.rating.style import style_features
     from app.store import battles as q
     from app.store import migrations
 
     migrations.apply(str(db))
+    # The battles belong to the visitor who votes on them (the bench client on 127.0.0.1): another
+    # visitor's vote is a 404.
+    voter = voter_hash(migrations.stored_secret(str(db)), "127.0.0.1")
     conn = sqlite3.connect(db, isolation_level=None)
     conn.row_factory = sqlite3.Row
     answers = {
@@ -70,7 +74,7 @@ def prepare_battles(db: Path, count: int) -> list[str]:
     conn.execute("BEGIN")
     for i, battle_id in enumerate(ids):
         a, b = ("alpha", "beta") if i % 2 else ("beta", "alpha")
-        q.create_battle(q.NewBattle(battle_id, "anony", a, b, 1.0, "bench-voter", "Hello?"))(conn)
+        q.create_battle(q.NewBattle(battle_id, "anony", a, b, 1.0, voter, "Hello?"))(conn)
         q.add_prompt(battle_id, 1, "Hello?")(conn)
         for side, text in answers.items():
             tokens = len(text.split())

@@ -208,3 +208,14 @@ async def test_an_anony_only_model_is_only_in_anonymous_battles(anony_only_app: 
             drawn |= set(battle.models.values())
             await c.app.state.arena.wait(battle)
         assert "alpha" in drawn  # still in anonymous rotation
+
+
+async def test_a_shared_voted_battle_names_its_models_read_only(arena) -> None:
+    async with arena({"alpha": ["A."], "beta": ["B."]}) as owner:
+        battle_id = (await owner.post("/api/v1/battles", json={"prompt": "Hi", "wait": True})).json()["id"]
+        pair = (await owner.post(f"/api/v1/battles/{battle_id}/vote", json={"winner": "tie"})).json()
+        async with other_visitor(owner.app) as other:
+            view = parse_html((await other.get(f"/battle/{battle_id}")).text).one(id_="battle")
+        names = [n.text() for n in view.all("span", cls="model-name")]
+        assert names == [f"Scripted {pair['model_a']}", f"Scripted {pair['model_b']}"]
+        assert view.all("button") == [] and view.all("form") == []

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.browser import wait_until
 from tests.helpers.server import ArenaServer, free_port, scripted_models_toml
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -254,7 +255,7 @@ def test_model_output_never_runs(xss_server: ArenaServer, page) -> None:  # type
         page.fill("textarea[name=prompt]", "Say something nasty.")
         page.click("form.prompt-form button[type=submit]")
         page.wait_for_selector(".answer .md", timeout=60_000)
-        page.wait_for_function("document.querySelectorAll('.answer .body .stream').length === 0")
+        wait_until(page, "document.querySelectorAll('.answer .body .stream').length === 0")
         time.sleep(0.3)  # give an injected handler the time to fire
         assert page.evaluate("window.__xss") is None, mode_page
         assert page.locator(".answer img, .answer script, .answer b").count() == 0

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from PIL import Image as PILImage
 
+from tests.helpers.browser import wait_until
 from tests.helpers.server import ArenaServer, scripted_models_toml
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -84,8 +85,8 @@ def test_upload_preview_remove_battle_vote(vision_server: ArenaServer, page, tmp
     page.goto(vision_server.base + "/")
     assert not preview_shown(page)
     page.set_input_files(".image-picker input[type=file]", str(picture))  # the file picker
-    page.wait_for_function("!document.querySelector('.image-preview').hidden")
-    page.wait_for_function("document.querySelector('img.image-thumb').naturalWidth > 0")
+    wait_until(page, "!document.querySelector('.image-preview').hidden")
+    wait_until(page, "document.querySelector('img.image-thumb').naturalWidth > 0")
     assert preview_shown(page) and chosen_files(page) == 1
     assert page.locator(".image-name").inner_text() == "photo.png"
 
@@ -93,7 +94,7 @@ def test_upload_preview_remove_battle_vote(vision_server: ArenaServer, page, tmp
     assert page.locator(".image-preview").is_hidden() and chosen_files(page) == 0
 
     dispatch_with_file(page, "drop", png_bytes((200, 10, 10)), "dropped.png", "image/png")
-    page.wait_for_function("document.querySelector('img.image-thumb').naturalWidth > 0")
+    wait_until(page, "document.querySelector('img.image-thumb').naturalWidth > 0")
     assert preview_shown(page) and chosen_files(page) == 1
     assert page.locator(".image-name").inner_text() == "dropped.png"
     page.click(".image-remove")
@@ -101,15 +102,16 @@ def test_upload_preview_remove_battle_vote(vision_server: ArenaServer, page, tmp
 
     pasted = png_bytes((10, 200, 10))
     dispatch_with_file(page, "paste", pasted, "image.png", "image/png")
-    page.wait_for_function("document.querySelector('img.image-thumb').naturalWidth > 0")
+    wait_until(page, "document.querySelector('img.image-thumb').naturalWidth > 0")
     assert preview_shown(page) and page.locator(".image-name").inner_text() == "image.png"
     page.screenshot(path=str(artifacts / "vision-picker.png"), full_page=True)
 
     page.fill("textarea[name=prompt]", "What colour is this picture?")
     page.click("form.prompt-form button[type=submit]")
     page.wait_for_selector("#answer-a")
-    page.wait_for_function(
-        "(() => { const i = document.querySelector('.prompt-images img'); return i && i.complete && i.naturalWidth > 0; })()"
+    wait_until(
+        page,
+        "(() => { const i = document.querySelector('.prompt-images img'); return i && i.complete && i.naturalWidth > 0; })()",
     )
     src = page.get_attribute(".prompt-images img", "src") or ""
     sha = src.rsplit("/", 1)[-1]
@@ -197,11 +199,11 @@ def test_compare_and_chat_take_an_image_for_vision_models_only(
     selects.nth(1).select_option("eye-2")
     assert "(sees images)" in selects.nth(0).locator("option[value=eye-1]").inner_text()
     page.set_input_files(".image-picker input[type=file]", str(picture))
-    page.wait_for_function("document.querySelector('img.image-thumb').naturalWidth > 0")
+    wait_until(page, "document.querySelector('img.image-thumb').naturalWidth > 0")
     page.fill("textarea[name=prompt]", "Compare your views of this.")
     page.click("form.prompt-form button[type=submit]")
     page.wait_for_selector(".answer .md", timeout=60_000)
-    page.wait_for_function("document.querySelectorAll('.answer .md').length === 2")
+    wait_until(page, "document.querySelectorAll('.answer .md').length === 2")
     sha = (page.get_attribute(".prompt-images img", "src") or "").rsplit("/", 1)[-1]
     assert all(sha in a for a in page.locator(".answer .md").all_inner_texts())
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers.browser import wait_until
 from tests.helpers.crash import OPEN_RATES
 from tests.helpers.server import ROOT, ArenaServer
 
@@ -124,7 +125,7 @@ def play(page: Any, base: str, path: str, answers: int = 2) -> str:
     page.fill("textarea[name=prompt]", f"Prompt {SCRIPT}")
     page.click("form.prompt-form button[type=submit]")
     page.wait_for_selector(".answer .md", timeout=60_000)
-    page.wait_for_function("document.querySelectorAll('.answer .body .stream').length === 0")
+    wait_until(page, "document.querySelectorAll('.answer .body .stream').length === 0")
     assert texts(page, ".turn.current .prompt") == [f"Prompt {SCRIPT}"]
     answer_shown(page, answers)
     return str(page.get_attribute("#battle", "data-battle"))
@@ -213,6 +214,6 @@ def test_admin_page(server: ArenaServer, page: Any) -> None:
     names = texts(page, "#models tbody td:first-child strong")
     assert sorted(names) == sorted([NAME_A, NAME_B])
     page.locator("#models tbody tr", has_text="evil-a").locator("button", has_text="pause").click()
-    page.wait_for_function("document.querySelector('#models').textContent.includes('paused')")
+    wait_until(page, "document.querySelector('#models').textContent.includes('paused')")
     inert(page, "admin after an action")
     assert page.errors == []
