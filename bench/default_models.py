@@ -62,11 +62,8 @@ ANCHORS = ("gemma-3-270m-greedy", "gemma-3-270m-t0.8")
 # Settings tried on the chat models with --sweep (on top of each model's own defaults).
 SWEEP: list[dict[str, Any]] = [
     {"temperature": 0.0},
-    {"temperature": 0.0, "repeat_penalty": 1.1},
     {"temperature": 0.7, "top_p": 0.95},
-    {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.1},
     {"temperature": 0.5, "top_p": 0.9, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.15},
-    {"temperature": 0.3, "top_p": 0.9, "top_k": 20, "min_p": 0.1, "repeat_penalty": 1.2},
 ]
 
 WORD = re.compile(r"[\w']+")
@@ -179,6 +176,8 @@ def main() -> int:
                     tally = run(http, model, settings)
                     rows.append((model, label(settings), tally.row()))
                     out[f"{model} | {label(settings)}"] = {"figures": tally.row(), "answers": tally.answers}
+                    if args.json:  # as it goes: a long run interrupted keeps what it measured
+                        args.json.write_text(json.dumps(out, indent=2) + "\n")
                     print(f"... {model} ({label(settings)}): {tally.row()}", file=sys.stderr, flush=True)
                     if args.show:
                         for a in tally.answers:
@@ -193,8 +192,6 @@ def main() -> int:
     print(f"\n{len(PROMPTS)} prompts per row, sequential, --parallel 1; tok/s includes prefill; the machine is shared,")
     print(f"so tok/s is noisy. Ratio: tok/s over the anchor {ANCHORS[0]} (its defaults), same run.\n")
     print_table(rows, anchor)
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 
