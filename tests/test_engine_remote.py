@@ -186,6 +186,21 @@ def test_streams_text_and_takes_counts_from_usage() -> None:
         assert sent["messages"][0] == {"role": "system", "content": "Be terse."}
         assert (sent["max_tokens"], sent["stop"], sent["seed"]) == (50, ["\n\n"], 3)
         assert sent["temperature"] == 0
+        assert not {"top_k", "min_p", "repeat_penalty", "repetition_penalty"} & set(sent)  # off: not sent
+
+    run_with_engine("echo", body)
+
+
+def test_top_k_min_p_and_repeat_penalty_pass_through() -> None:
+    async def body(engine: RemoteEngine, fake: FakeOpenAI) -> None:
+        await collect(engine, chat(max_tokens=5, top_k=40, min_p=0.05, repeat_penalty=1.1))
+        sent = fake.requests[-1]
+        assert (sent["top_k"], sent["min_p"], sent["repeat_penalty"], sent["repetition_penalty"]) == (
+            40,
+            0.05,
+            1.1,
+            1.1,
+        )
 
     run_with_engine("echo", body)
 

@@ -228,3 +228,27 @@ def test_incremental_detokenizer_never_splits_a_character(engine: TransformersEn
     pieces = [detok.add(i) for i in ids] + [detok.finish()]
     assert all("\ufffd" not in p for p in pieces)
     assert "".join(pieces) == text
+
+
+def test_top_k_min_p_and_repeat_penalty_are_honoured(engine: TransformersEngine) -> None:
+    def sample(**kw: Any) -> str:
+        return text_of(collect(engine, chat(max_tokens=16, **kw)))
+
+    greedy = sample()
+    assert {sample(temperature=5.0, top_k=1, seed=s) for s in (1, 2, 3)} == {greedy}
+    assert {sample(temperature=5.0, min_p=1.0, seed=s) for s in (1, 2, 3)} == {greedy}
+    assert len({sample(temperature=5.0, seed=s) for s in (1, 2, 3)}) > 1
+    assert sample(repeat_penalty=1.0) == greedy
+
+
+def test_the_repeat_penalty_lowers_seen_tokens_as_transformers_does() -> None:
+    import torch
+
+    from app.engines.transformers import _Sampler
+
+    logits = torch.tensor([2.0, 1.9, -1.0, -1.2])
+    sampler = _Sampler(torch, "cpu", chat(repeat_penalty=2.0), prompt_ids=[0, 3])
+    assert sampler.pick(logits.clone()) == 1  # 2.0 / 2 = 1.0 < 1.9
+    assert sampler.pick(torch.tensor([1.5, 1.8, 1.0, -0.2])) == 2  # 0 and now 1 are seen: 0.75, 0.9 < 1.0
+    off = _Sampler(torch, "cpu", chat(), prompt_ids=[0, 3])
+    assert off.pick(logits.clone()) == 0

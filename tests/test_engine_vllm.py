@@ -164,11 +164,20 @@ def test_stream_passes_delta_kind_and_request_fields() -> None:
     assert params.kwargs["temperature"] == 0.0
     assert params.kwargs["n"] == 1
     assert "structured_outputs" not in params.kwargs
+    assert (params.kwargs["min_p"], params.kwargs["repetition_penalty"]) == (0.0, 1.0)
+    assert "top_k" not in params.kwargs  # off: vLLM's own default
 
     assert [d.text for d in deltas] == ["Hel", "lo", " there"]
     assert [d.completion_tokens for d in deltas] == [2, 3, 6]
     assert all(d.prompt_tokens == len(expected_ids) for d in deltas)
     assert deltas[-1].finish_reason == "length"
+
+
+def test_top_k_min_p_and_repeat_penalty_reach_sampling_params() -> None:
+    engine = started()
+    collect(engine, chat(max_tokens=5, temperature=0.7, top_k=40, min_p=0.05, repeat_penalty=1.1))
+    params = llm(engine).generate_calls[0][1]
+    assert (params.kwargs["top_k"], params.kwargs["min_p"], params.kwargs["repetition_penalty"]) == (40, 0.05, 1.1)
 
 
 def test_finish_reasons_map_and_max_tokens_defaults_to_the_rest_of_the_context() -> None:

@@ -203,6 +203,7 @@ async def test_admin_page_login_and_actions(admin: AsyncTestClient) -> None:
     assert page.ids[-2:] == ["alpha", "beta"]
     swapped = await admin.post("/admin/models/beta/pause", headers=csrf)
     assert swapped.status_code == 200 and admin.app.state.models.get("beta").state == "paused"
+    assert '<td class="battles">no (paused)</td>' in swapped.text and '<td class="battles">yes</td>' in swapped.text
     await admin.post("/admin/models/beta/remove", headers=csrf)
     assert [e.id for e in admin.app.state.models.all()] == ["alpha"]
 
@@ -217,9 +218,20 @@ def test_cli_models_offline(tmp_path: Path, capsys) -> None:
     assert main(["models", "add", "extra", "--weights", "bundled:gemma-3-270m", "--db", db, "--port", "9"]) == 0
     assert main(["models", "add", "bad", "--weights", "/etc/passwd", "--db", db, "--port", "9"]) == 1
     assert "outside the model folders" in capsys.readouterr().err
+    assert (
+        main(["models", "add", "aside", "--weights", "bundled:gemma-3-270m", "--no-battle", "--db", db, "--port", "9"])
+        == 0
+    )
     main(["models", "--db", db, "--port", "9"])
     listing = capsys.readouterr().out
     assert "extra" in listing and "paused" in listing
+    lines = listing[listing.index("ID ") :].splitlines()
+    battles = lines[0].index("BATTLES")
+    column = {line.split()[0]: line[battles:].split("  ")[0].strip() for line in lines[1:] if line.strip()}
+    assert column["gemma-3-270m-greedy"] == "no (battle = false)"  # the default file keeps the bases out
+    assert column["gemma-3-270m-t0.8"] == "no (battle = false)"
+    assert column["smollm2-135m-instruct"] == column["extra"] == "yes"
+    assert column["aside"] == "no (battle = false)"
 
 
 def test_gpu_budget_refuses_a_vllm_model_that_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import time
 import uuid
 from collections import OrderedDict
@@ -97,10 +98,12 @@ class Arena:
     # -- starting battles and turns -----------------------------------------------------------
 
     def eligible(self, vision: bool = False) -> list[tuple[str, float]]:
-        """Models an anonymous battle may draw: loaded, active, with their sampling weights; a
-        battle about an image (``vision``) only vision models."""
+        """Models an anonymous battle may draw: loaded, active, in battles (``battle = true``), with
+        their sampling weights; a battle about an image (``vision``) only vision models."""
         return [
-            (e.id, e.spec.weight) for e in self.models.servable() if e.state == "active" and (not vision or bi.sees(e))
+            (e.id, e.spec.weight)
+            for e in self.models.servable()
+            if e.state == "active" and e.spec.battle and (not vision or bi.sees(e))
         ]
 
     def _check_prompt(self, prompt: str) -> str:
@@ -287,7 +290,15 @@ class Arena:
             max_tokens_explicit=False,
             temperature=defaults.temperature,
             top_p=defaults.top_p,
+            top_k=defaults.top_k,
+            min_p=defaults.min_p,
+            repeat_penalty=defaults.repeat_penalty,
         )
+        if battle.mode != "direct":
+            # A battle side samples (battle_temperature > 0) with a fresh secret seed, never shown
+            # or stored, so /v1, chat or a regenerate cannot replay it to tell which model it is.
+            request.temperature = entry.spec.battle_sampling_temperature()
+            request.seed = secrets.randbits(32)
         async with asyncio.timeout(self.limits.generation_timeout):
             started = await generate.start(self.models, self.metrics, state.model, request)
             delta = started.first

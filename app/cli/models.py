@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora", default="", help="add: a LoRA adapter GGUF over --weights (llama.cpp)")
     parser.add_argument("--context-length", type=int, default=2048, help="add: context window")
     parser.add_argument("--weight", type=float, default=1.0, help="add: battle sampling weight")
+    parser.add_argument(
+        "--no-battle", action="store_true", help="add: keep it out of anonymous battles (battle = false)"
+    )
     parser.add_argument("--base-url", default="", help="add (remote): the endpoint's /v1 URL")
     parser.add_argument("--remote-model", default="", help="add (remote): the model's name there")
     parser.add_argument("--api-key-env", default="", help="add (remote): env var holding the key")
@@ -72,6 +75,7 @@ def _spec_from(args: argparse.Namespace) -> ModelSpec:
             chat_format=args.chat_format,
             context_length=args.context_length,
             weight=args.weight,
+            battle=not args.no_battle,
             base_url=args.base_url,
             remote_model=args.remote_model,
             api_key_env=args.api_key_env,
@@ -166,19 +170,23 @@ def _list(settings: Settings) -> int:
     with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):  # no server: list the files' view
         live = httpx.get(server + "/ready", timeout=2.0).json()["models"]
     states = {row["id"]: row["state"] for row in _stored(settings)}
-    rows = [("ID", "NAME", "ENGINE", "VISION", "STATE", "LOADED")]
+    rows = [("ID", "NAME", "ENGINE", "VISION", "STATE", "BATTLES", "LOADED")]
     for spec in merged_specs(settings):
         info = live.get(spec.id)
         vision = "yes" if spec.vision else "no"
+        state = info["state"] if info else states.get(spec.id, "active")
+        battles = "no (battle = false)" if not spec.battle else ("yes" if state == "active" else f"no ({state})")
         if info:
             loaded = "yes" if info["loaded"] else "no"
-            rows.append((spec.id, spec.display_name, info["engine"], vision, info["state"], loaded))
+            rows.append((spec.id, spec.display_name, info["engine"], vision, state, battles, loaded))
         else:
-            state = states.get(spec.id, "active")
-            rows.append((spec.id, spec.display_name, resolve_kind(spec), vision, state, "no (server not running)"))
+            rows.append(
+                (spec.id, spec.display_name, resolve_kind(spec), vision, state, battles, "no (server not running)")
+            )
     for model_id, info in live.items():  # added at runtime and not yet in this database's view
         if model_id not in {r[0] for r in rows}:
             vision = "yes" if info.get("vision") else "no"
-            rows.append((model_id, model_id, info["engine"], vision, info["state"], "yes" if info["loaded"] else "no"))
+            loaded = "yes" if info["loaded"] else "no"
+            rows.append((model_id, model_id, info["engine"], vision, info["state"], "?", loaded))
     print_table(rows)
     return 0

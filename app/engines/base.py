@@ -55,8 +55,11 @@ class GenerationRequest:
     max_tokens_explicit: bool = True
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0  # 0: off
+    repeat_penalty: float = 1.0  # 1: off
     stop: list[str] = field(default_factory=list)
-    seed: int | None = None
+    seed: int | None = None  # None: the engine draws a fresh unguessable one
     priority: int = 0  # admission order at a busy engine: higher first (see Gate); eval work asks for less
 
 

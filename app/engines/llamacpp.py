@@ -18,9 +18,9 @@ import ctypes
 import logging
 import os
 import queue
+import secrets
 import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -46,6 +46,9 @@ def _llama() -> Any:
     # llama.cpp logs every load step to stderr through llama-cpp-python's logger; keep errors.
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     return llama_cpp
+
+
+PENALTY_LAST_N = 64  # tokens the repeat penalty looks back over (llama.cpp's default)
 
 
 class CpuBudget:
@@ -150,6 +153,9 @@ class LlamaWeights:
         llama_cpp = _llama()
         n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         return bytes(buf[:n]) if n > 0 else b""
+
+    def n_vocab(self) -> int:
+        return int(_llama().llama_vocab_n_tokens(self._vocab))
 
     def is_control(self, token: int) -> bool:
         return bool(_llama().llama_vocab_is_control(self._vocab, token))
@@ -406,7 +412,7 @@ class LlamaCppEngine(Engine):
         threads = self.budget.threads()
         llama_cpp.llama_set_n_threads(ctx, threads, self.budget.cores)
         self._prefill_media(slot, media) if media is not None else self._prefill(slot, tokens)
-        sampler = self._sampler(request)
+        sampler = self._sampler(request, tokens)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         matcher = StopMatcher(stops)
         buf = ctypes.create_string_buffer(256)
@@ -485,15 +491,29 @@ class LlamaCppEngine(Engine):
         n_past = self.projector.evaluate(slot.ctx, media, self.weights.n_batch)
         slot.tokens = [-1] * n_past  # matches no prompt: the next request starts from a clear cache
 
-    def _sampler(self, request: GenerationRequest) -> Any:
+    def _sampler(self, request: GenerationRequest, prompt: Sequence[int] = ()) -> Any:
+        """llama.cpp's sampler chain in llama-server's order: repeat penalty, then greedy, or top-k,
+        top-p, min-p, temperature and a seeded draw (a fresh unguessable seed when none is given)."""
         llama_cpp = _llama()
+        add = llama_cpp.llama_sampler_chain_add
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        if request.repeat_penalty != 1.0:
+            penalties = llama_cpp.llama_sampler_init_penalties(
+                self.weights.n_vocab(), PENALTY_LAST_N, request.repeat_penalty, 0.0, 0.0
+            )
+            add(chain, penalties)
+            for token in prompt[-PENALTY_LAST_N:]:  # as llama-server: the prompt's last tokens count too
+                llama_cpp.llama_sampler_accept(chain, token)
         if request.temperature <= 0:
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+            add(chain, llama_cpp.llama_sampler_init_greedy())
             return chain
+        if request.top_k > 0:
+            add(chain, llama_cpp.llama_sampler_init_top_k(request.top_k))
         if request.top_p < 1.0:
-            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(request.top_p, 1))
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(request.temperature))
-        seed = request.seed if request.seed is not None else time.time_ns() & 0xFFFFFFFF
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+            add(chain, llama_cpp.llama_sampler_init_top_p(request.top_p, 1))
+        if request.min_p > 0:
+            add(chain, llama_cpp.llama_sampler_init_min_p(request.min_p, 1))
+        add(chain, llama_cpp.llama_sampler_init_temp(request.temperature))
+        seed = request.seed if request.seed is not None else secrets.randbits(32)
+        add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         return chain

@@ -228,6 +228,15 @@ class RemoteEngine(Engine):
             body["stop"] = list(request.stop)
         if request.seed is not None:
             body["seed"] = request.seed
+        # llama-server/vLLM extensions, sent only when set: an upstream that knows none of them (OpenAI)
+        # refuses them with its own 400, which the client sees
+        if request.top_k > 0:
+            body["top_k"] = request.top_k
+        if request.min_p > 0:
+            body["min_p"] = request.min_p
+        if request.repeat_penalty != 1.0:
+            body["repeat_penalty"] = request.repeat_penalty  # llama-server's name
+            body["repetition_penalty"] = request.repeat_penalty  # vLLM's
         if request.messages is not None:
             body["messages"] = [
                 {"role": "system" if m.role == "developer" else m.role, "content": _content(m)}

@@ -347,7 +347,7 @@ class TransformersEngine(Engine):
             raise EngineError("The model is not loaded.")
         detok = IncrementalDetokenizer(lambda ids: tok.decode(ids, skip_special_tokens=True), prompt_ids)
         stops = StopMatcher(request.stop)
-        sampler = _Sampler(torch, self.device or "cpu", request)
+        sampler = _Sampler(torch, self.device or "cpu", request, prompt_ids)
 
         with torch.inference_mode():
             inputs = torch.tensor([prompt_ids], device=self.device)
@@ -403,12 +403,18 @@ class TransformersEngine(Engine):
 
 
 class _Sampler:
-    """Greedy at temperature <= 0, else temperature + nucleus sampling from a seeded generator."""
+    """Greedy at temperature <= 0, else temperature, top-k, nucleus and min-p sampling from a
+    seeded generator; a repeat penalty (as transformers' repetition_penalty) over the prompt and
+    the tokens generated so far comes first."""
 
-    def __init__(self, torch: Any, device: str, request: GenerationRequest) -> None:
+    def __init__(self, torch: Any, device: str, request: GenerationRequest, prompt_ids: Sequence[int] = ()) -> None:
         self._torch = torch
         self._temperature = request.temperature
         self._top_p = request.top_p
+        self._top_k = request.top_k
+        self._min_p = request.min_p
+        self._penalty = request.repeat_penalty
+        self._seen: set[int] = set(prompt_ids)
         self._generator = torch.Generator(device=device)
         if request.seed is None:
             self._generator.seed()
@@ -418,14 +424,26 @@ class _Sampler:
     def pick(self, logits: Any) -> int:
         torch = self._torch
         logits = logits.float()
-        if self._temperature <= 0:
-            return int(torch.argmax(logits).item())
+        if self._penalty != 1.0 and self._seen:
+            ids = torch.tensor(sorted(self._seen), device=logits.device)
+            score = logits[ids]
+            logits[ids] = torch.where(score > 0, score / self._penalty, score * self._penalty)
+        token = int(torch.argmax(logits).item()) if self._temperature <= 0 else self._draw(torch, logits)
+        self._seen.add(token)
+        return token
+
+    def _draw(self, torch: Any, logits: Any) -> int:
+        if 0 < self._top_k < logits.shape[-1]:
+            kth = torch.topk(logits, self._top_k).values[-1]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
         probs = torch.softmax(logits / self._temperature, dim=-1)
         if 0 < self._top_p < 1:
             sorted_probs, order = torch.sort(probs, descending=True)
             before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
             sorted_probs[before >= self._top_p] = 0.0  # keeps at least the top token
             probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        if self._min_p > 0:
+            probs = probs.masked_fill(probs < self._min_p * probs.max(), 0.0)  # keeps the top token
         choice = torch.multinomial(probs, num_samples=1, generator=self._generator)
         return int(choice.item())
 

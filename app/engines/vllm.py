@@ -254,10 +254,14 @@ class VLLMEngine(Engine):
             "temperature": max(request.temperature, 0.0),
             "top_p": request.top_p if 0 < request.top_p <= 1 else 1.0,
             "max_tokens": request.max_tokens or budget,
+            "min_p": request.min_p,
+            "repetition_penalty": request.repeat_penalty,
             "seed": request.seed,
             "stop": list(request.stop) or None,
             "output_kind": api.delta,
         }
+        if request.top_k > 0:  # unset otherwise: "off" is spelled -1 or 0 depending on vLLM's version
+            kwargs["top_k"] = request.top_k
         if json_schema is not None:
             if api.structured_outputs is None:
                 raise EngineError("This vLLM build has no structured outputs.")

@@ -17,11 +17,16 @@ from app.eval.suites import Prompt
 def sampling(ctx: EvalContext, model_id: str) -> dict[str, Any]:
     """The settings an answer is generated with (its model's defaults): part of its cache key."""
     defaults = ctx.entry(model_id).spec.defaults
-    return {
+    settings: dict[str, Any] = {
         "temperature": defaults.temperature,
         "top_p": defaults.top_p,
         "max_tokens": ctx.max_tokens or defaults.max_tokens,
     }
+    # the newer keys only when set, so the cache keys of models without them stay as they were
+    for name, off in (("top_k", 0), ("min_p", 0.0), ("repeat_penalty", 1.0)):
+        if getattr(defaults, name) != off:
+            settings[name] = getattr(defaults, name)
+    return settings
 
 
 async def cached_answer(ctx: EvalContext, key: str) -> StoredAnswer | None:
@@ -47,6 +52,9 @@ async def get_answer(ctx: EvalContext, model_id: str, prompt: Prompt) -> tuple[S
             temperature=settings["temperature"],
             top_p=settings["top_p"],
             max_tokens=settings["max_tokens"],
+            top_k=settings.get("top_k", 0),
+            min_p=settings.get("min_p", 0.0),
+            repeat_penalty=settings.get("repeat_penalty", 1.0),
         )
         turns.append(Turn(out.text, out.prompt_tokens, out.completion_tokens, out.seconds, out.finish_reason))
         messages.append(ChatMessage("assistant", out.text))

@@ -70,6 +70,9 @@ async def generate_text(
     temperature: float,
     top_p: float,
     max_tokens: int | None,
+    top_k: int = 0,
+    min_p: float = 0.0,
+    repeat_penalty: float = 1.0,
 ) -> Generated:
     """One whole answer from ``model_id``, admitted after people's requests; a full queue is
     waited out (domain errors otherwise propagate: the caller counts the failure)."""
@@ -82,6 +85,9 @@ async def generate_text(
                 max_tokens_explicit=False,
                 temperature=temperature,
                 top_p=top_p,
+                top_k=top_k,
+                min_p=min_p,
+                repeat_penalty=repeat_penalty,
                 priority=EVAL_PRIORITY,
             )
             began = time.perf_counter()

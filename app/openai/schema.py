@@ -62,6 +62,14 @@ class _Sampling(_Lenient):
     max_tokens: int | None = Field(None, gt=0)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
+    # llama-server and vLLM extensions; unset: the model's defaults
+    top_k: int | None = Field(None, ge=0, description="Sample from the k likeliest tokens only; 0 is off.")
+    min_p: float | None = Field(
+        None, ge=0, le=1, description="Drop tokens below min_p times the top token's probability."
+    )
+    repeat_penalty: float | None = Field(
+        None, gt=0, le=10, description="Divide the logits of recently generated tokens by this; 1 is off."
+    )
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False

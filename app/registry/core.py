@@ -90,6 +90,7 @@ class ModelEntry:
             "loaded": self.loaded,
             "error": self.error or None,
             "weight": self.spec.weight,
+            "battle": self.spec.battle,  # drawn into anonymous battles (while active)
             "memory_mb": round(self.memory / MB, 1),
             "queue_depth": engine_stats.queue_depth,
             "max_queue": engine_stats.max_queue,
@@ -366,6 +367,8 @@ class Registry:
     async def add(self, spec: ModelSpec) -> ModelEntry:
         if spec.id in self.entries:
             raise Conflict(f"a model with id {spec.id!r} already exists")
+        if why := spec.greedy_in_battles():
+            raise Invalid(why, param="battle_temperature")
         try:
             check_weights(spec, self.model_dirs)
         except WeightsError as exc:
@@ -393,6 +396,8 @@ class Registry:
             spec = ModelSpec.model_validate(merged)
         except ValidationError as exc:
             raise Invalid(f"invalid model: {exc.errors(include_url=False)[0]['msg']}") from None
+        if why := spec.greedy_in_battles():
+            raise Invalid(why, param="battle_temperature")
         engine_fields = (
             "engine",
             "weights",

