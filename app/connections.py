@@ -135,7 +135,7 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing():
             return
         self.guard.timed_out += 1
-        log.info("closing a connection from %s: the request's %s came too slowly", self._address, waiting)
+        log.debug("closing a connection from %s: the request's %s came too slowly", self._address, waiting)
         if waiting == "headers":
             self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()

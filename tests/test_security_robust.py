@@ -230,3 +230,8 @@ async def test_errors_do_not_echo_input_or_engine_internals(arena) -> None:
         r = await c.post("/v1/chat/completions", json={"model": "alpha", **CHAT})
         assert r.status_code == 500 and "scripted failure" not in r.text
         assert r.json()["error"]["code"] == "engine_error"
+        while c.app.state.models.get("alpha").state != "down":  # failures in a row take it down
+            await c.post("/v1/chat/completions", json={"model": "alpha", **CHAT})
+        assert "scripted failure" in c.app.state.models.get("alpha").error  # for the admin page
+        r = await c.post("/v1/chat/completions", json={"model": "alpha", **CHAT})
+        assert r.status_code == 503 and "consecutive failures" in r.text and "scripted failure" not in r.text

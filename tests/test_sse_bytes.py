@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from app.engines.base import Delta, EngineError
-from app.openai.stream import DONE, Completion, stream_events
+from app.openai.stream import DONE, GENERIC_FAILURE, Completion, stream_events
 
 
 async def _collect(completion: Completion, deltas: list[Delta | Exception]) -> list[bytes]:
@@ -56,7 +56,8 @@ async def test_error_after_start_is_an_error_event_then_done() -> None:
     chunks = await _collect(c, [Delta("a", 1, 1), EngineError("engine broke")])
     assert chunks[-1] == DONE
     error = json.loads(chunks[-2][6:])
-    assert error == {"error": {"message": "engine broke", "type": "server_error", "param": None, "code": None}}
+    # the engine's own message goes to the log; the client gets a generic one (issue 19)
+    assert error == {"error": {"message": GENERIC_FAILURE, "type": "server_error", "param": None, "code": None}}
 
 
 async def test_text_completion_chunks() -> None:

@@ -40,9 +40,14 @@ async def resolve(models: Registry, model_id: str) -> ModelEntry:
         entry = await models.ensure_loaded(model_id)
     except UnknownModel as exc:
         raise NotFound(exc.message, param="model", code="model_not_found") from None
-    if entry.engine is None or entry.state == "down":  # why (entry.error) is for the admin page
+    if entry.engine is None or entry.state == "down":
+        # Why, in our words: entry.error holds the engine's own message, which is for the admin page.
+        if entry.error.startswith("down after"):
+            why = "is down after consecutive failures"
+        else:
+            why = "failed to load" if entry.error else "is not loaded right now"
         raise Unavailable(
-            f"The model `{model_id}` is not loaded right now; try again later.",
+            f"The model `{model_id}` {why}; try again later.",
             retry_after=5,
             param="model",
             code="model_unavailable",
