@@ -6,7 +6,8 @@ and the two base presets of the bundled Gemma as the anchor), with each model's 
   stop   the share of answers that end with finish_reason "stop" (not cut off at max_tokens)
   loop   the share that loop: some 4-gram of words occurs 3 or more times
   echo   the share that echo the prompt: the whole prompt (normalised) appears in the answer
-  tok/s  completion tokens over wall time, prefill included (noisy on a shared machine)
+  tok/s  decode speed: completion tokens after the first over the time after the first token
+  ttft   mean time to the first token, in seconds (prefill; noisy on a shared machine)
 
 Each prompt is sent with a fixed seed (1000 + its index), so two settings see the same draws.
 `--sweep` also tries a few sampling settings on the chat models, to choose their defaults.
@@ -89,15 +90,17 @@ def echoes(prompt: str, answer: str) -> bool:
 @dataclass
 class Tally:
     answers: list[dict[str, Any]] = field(default_factory=list)
-    tokens: int = 0
-    seconds: float = 0.0
+    tokens: int = 0  # decoded after the first token
+    seconds: float = 0.0  # spent decoding them
+    ttfts: list[float] = field(default_factory=list)
 
-    def add(self, prompt: str, text: str, finish: str, tokens: int, seconds: float) -> None:
+    def add(self, prompt: str, text: str, finish: str, tokens: int, ttft: float, decode_s: float) -> None:
         self.answers.append(
             {"prompt": prompt, "text": text, "finish": finish, "loop": loops(text), "echo": echoes(prompt, text)}
         )
-        self.tokens += tokens
-        self.seconds += seconds
+        self.tokens += max(tokens - 1, 0)
+        self.seconds += decode_s
+        self.ttfts.append(ttft)
 
     def share(self, key: str) -> float:
         if key == "stop":
@@ -111,22 +114,47 @@ class Tally:
         return self.tokens / self.seconds if self.seconds else 0.0
 
     def row(self) -> dict[str, float]:
-        return {"stop": self.share("stop"), "loop": self.share("loop"), "echo": self.share("echo"), "tok_s": self.rate}
+        ttft = sum(self.ttfts) / len(self.ttfts) if self.ttfts else 0.0
+        return {
+            "stop": self.share("stop"),
+            "loop": self.share("loop"),
+            "echo": self.share("echo"),
+            "tok_s": self.rate,
+            "ttft": ttft,
+        }
 
 
 def run(http: httpx.Client, model: str, settings: dict[str, Any]) -> Tally:
     tally = Tally()
     for index, prompt in enumerate(PROMPTS):
-        body = {"model": model, "messages": [{"role": "user", "content": prompt}], "seed": 1000 + index, **settings}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "seed": 1000 + index,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **settings,
+        }
         began = time.perf_counter()
-        r = http.post("/v1/chat/completions", json=body)
-        r.raise_for_status()
-        data = r.json()
-        choice = data["choices"][0]
-        text = choice["message"]["content"] or ""
-        tally.add(
-            prompt, text, choice["finish_reason"], data["usage"]["completion_tokens"], time.perf_counter() - began
-        )
+        first: float | None = None
+        parts: list[str] = []
+        finish, tokens = "", 0
+        with http.stream("POST", "/v1/chat/completions", json=body) as r:
+            r.raise_for_status()
+            for line in r.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("usage"):
+                    tokens = chunk["usage"]["completion_tokens"]
+                for choice in chunk.get("choices", []):
+                    if choice["delta"].get("content"):
+                        first = first or time.perf_counter()
+                        parts.append(choice["delta"]["content"])
+                    finish = choice.get("finish_reason") or finish
+        end = time.perf_counter()
+        first = first or end
+        tally.add(prompt, "".join(parts), finish, tokens, first - began, end - first)
     return tally
 
 
@@ -135,11 +163,14 @@ def label(settings: dict[str, Any]) -> str:
 
 
 def print_table(rows: list[tuple[str, str, dict[str, float]]], anchor: dict[str, float] | None) -> None:
-    print(f"{'model':<24} {'settings':<66} {'stop':>5} {'loop':>5} {'echo':>5} {'tok/s':>6} {'x anchor':>8}")
+    print(
+        f"{'model':<24} {'settings':<66} {'stop':>5} {'loop':>5} {'echo':>5} {'tok/s':>6} {'x anchor':>8} {'ttft':>5}"
+    )
     for model, setting, r in rows:
         ratio = f"{r['tok_s'] / anchor['tok_s']:.2f}" if anchor and anchor["tok_s"] else "-"
         print(
             f"{model:<24} {setting:<66} {r['stop']:>5.0%} {r['loop']:>5.0%} {r['echo']:>5.0%} {r['tok_s']:>6.1f} {ratio:>8}"
+            f" {r['ttft']:>5.2f}"
         )
 
 
@@ -189,8 +220,12 @@ def main() -> int:
         finally:
             server.stop()
     anchor = next((r for m, s, r in rows if m == ANCHORS[0] and s == "its defaults"), None)
-    print(f"\n{len(PROMPTS)} prompts per row, sequential, --parallel 1; tok/s includes prefill; the machine is shared,")
-    print(f"so tok/s is noisy. Ratio: tok/s over the anchor {ANCHORS[0]} (its defaults), same run.\n")
+    print(
+        f"\n{len(PROMPTS)} prompts per row, sequential, --parallel 1; tok/s is the decode speed, ttft the mean seconds"
+    )
+    print(
+        f"to the first token; the machine is shared, so both are noisy. x anchor: tok/s over {ANCHORS[0]}, same run.\n"
+    )
     print_table(rows, anchor)
     return 0
 
