@@ -114,7 +114,6 @@ install-gpu: $(VENV)/.installed-gpu
 $(VENV)/.installed-gpu: pyproject.toml $(VENV)/.llama-$(LLAMA_KEY)
 	$(BIN)/pip install -q -e '.[gpu,hf]'
 	$(BIN)/pip install -q --no-deps $(NO_DEPS)
-	$(BIN)/pip install -q --no-deps $(NO_DEPS)
 	touch $(VENV)/.installed $@
 
 # llama.cpp's converter (convert_hf_to_gguf.py, convert_lora_to_gguf.py, gguf-py), taken from the pinned

@@ -42,6 +42,9 @@ HTTP_FRAMEWORKS = ("litestar", "starlette", "jinja2", "jinja2_fragments", "uvico
 # The remote engine is an HTTP client: it reads the upstream server's status codes to tell
 # overload from bad input. That is not answering HTTP, so it may.
 HTTP_CLIENTS = {"app.engines.remote"}
+# A GGUF's chat template is a Jinja2 program (as in transformers and llama-server's --jinja): this
+# module renders it in Jinja2's sandbox, which is prompt-building, not a web page.
+CHAT_TEMPLATES = {"app.engines.chat_template"}
 MAX_LINES = 60
 # Being split by the helper of issue 10 (fit_style_control).
 LONG_FUNCTIONS_PENDING = {"app.rating.style_control.fit_style_control"}
@@ -213,6 +216,8 @@ def http_knowledge(name: str, tree: ast.Module) -> Iterator[str]:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             targets = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             for target in targets:
+                if target.split(".")[0] == "jinja2" and name in CHAT_TEMPLATES:
+                    continue
                 if target.split(".")[0] in HTTP_FRAMEWORKS:
                     yield f"{name}:{node.lineno} imports {target}"
         names = []

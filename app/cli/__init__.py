@@ -24,8 +24,8 @@ SERVE_FLAGS = list(Settings.model_fields)
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How uvicorn serves: X-Forwarded-For/-Proto are believed only from --trusted-proxies, and
     not at all without them (uvicorn's own default trusts 127.0.0.1); slow headers and bodies
-    time out, and one address holds a bounded number of connections (:mod:`app.connections`)."""
-    from app.connections import ConnectionGuard, guarded_protocol
+    time out, and one address holds a bounded number of connections (:mod:`app.cli.connections`)."""
+    from app.cli.connections import ConnectionGuard, guarded_protocol
 
     guard = ConnectionGuard(
         header_timeout=settings.header_timeout,
