@@ -46,7 +46,7 @@ SETTINGS: dict[str, Any] = {
 }
 KEY_FILE = ".demo-key.json"  # written before training starts; a dot, so a fresh run ignores it
 EXPORT_INFO = "export.json"  # trainer.export's name, without importing it (it is not cheap)
-MINUTES_ON_TWO_CORES = 4  # measured from nothing (the issue's VM: 3.5 min; see the README)
+MINUTES_ON_TWO_CORES = 4  # from nothing on 2 idle cores (issue 22's VM: 3.5 min of training)
 
 
 def default_out() -> Path:
@@ -137,8 +137,8 @@ def build_demo(out: Path | None = None) -> dict[str, Any]:
     if status != "done":
         cores = os.cpu_count() or 1
         print(
-            f"arena: training the demo chat model once (about {MINUTES_ON_TWO_CORES} minutes on 2 cores; "
-            f"this machine has {cores}), into {out}; ARENA_SKIP_DEMO=1 skips it",
+            f"arena: training the demo chat model once (about {MINUTES_ON_TWO_CORES} minutes on 2 idle cores, "
+            f"longer on a busy machine; this one has {cores}), into {out}; ARENA_SKIP_DEMO=1 skips it",
             file=sys.stderr,
             flush=True,
         )
