@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers.browser import wait_until
 from tests.helpers.server import ArenaServer, scripted_models_toml
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -44,7 +45,7 @@ def completed_answers(page, base: str, path: str) -> list[dict[str, object]]:  #
     page.fill("textarea[name=prompt]", "A short poem, please.")
     page.click("form.prompt-form button[type=submit]")
     page.wait_for_selector(".answer .md", timeout=60_000)
-    page.wait_for_function("document.querySelectorAll('.answer .body .stream').length === 0", timeout=60_000)
+    wait_until(page, "document.querySelectorAll('.answer .body .stream').length === 0", timeout=60)
     return page.evaluate(LINE_BOXES)  # type: ignore[no-any-return]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers.browser import wait_until
 from tests.helpers.server import ArenaServer
 from tests.test_leaderboard_app import _battles
 
@@ -55,7 +56,7 @@ def page(browser: Any, server: ArenaServer) -> Iterator[Any]:
 
 def _settled(page) -> None:
     """Wait until htmx has finished swapping and settling (new content is live only then)."""
-    page.wait_for_function("!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')")
+    wait_until(page, "!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')")
 
 
 def _models(page) -> list[str]:
@@ -70,20 +71,20 @@ def test_sort_filter_category_and_plots(server: ArenaServer, page, artifacts: Pa
     # sort by model name (htmx swaps the board and pushes the URL)
     page.click("th[data-key=model] a")
     page.wait_for_url("**sort=model**")
-    page.wait_for_function("document.querySelector('tbody tr').dataset.model === 'm-code'")
+    wait_until(page, "document.querySelector('tbody tr').dataset.model === 'm-code'")
     _settled(page)
     assert _models(page) == sorted(_models(page))
     page.click("th[data-key=model] a")  # again: descending
-    page.wait_for_function("document.querySelector('tbody tr').dataset.model === 'm-weak'")
+    wait_until(page, "document.querySelector('tbody tr').dataset.model === 'm-weak'")
     _settled(page)
 
     # filter by license, then by size
     page.select_option("select[name=license]", "MIT")
-    page.wait_for_function("document.querySelectorAll('tbody tr').length === 2")
+    wait_until(page, "document.querySelectorAll('tbody tr').length === 2")
     _settled(page)
     assert set(_models(page)) == {"m-strong", "m-weak"}
     page.select_option("select[name=size]", "small")
-    page.wait_for_function("document.querySelectorAll('tbody tr').length === 1")
+    wait_until(page, "document.querySelectorAll('tbody tr').length === 1")
     _settled(page)
     assert _models(page) == ["m-weak"]
     page.goto(server.base + "/leaderboard")
